@@ -1,0 +1,171 @@
+"""The phase-set format, version 1, as pydantic models: plain data, no engine."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "MAX_PHASES",
+    "MAX_STATUSES",
+    "MAX_TRANSITIONS",
+    "NAME_PATTERN",
+    "PHASE_NAME_PATTERN",
+    "AggregateDef",
+    "PhaseDef",
+    "PhaseSetDef",
+    "ProgressDef",
+    "StatusDef",
+    "StatusRule",
+    "TransitionDef",
+]
+
+#: Statuses, triggers, guards and actions are identifiers: triggers become methods.
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
+#: Phase names may also use ``-``; they are dictionary keys, never attributes.
+PHASE_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*$"
+MAX_NAME_LENGTH = 64
+#: Limits that keep loading, checking and storing a phase set cheap (documented in docs/format.md).
+MAX_STATUSES = 64
+MAX_PHASES = 1000
+MAX_TRANSITIONS = 4096
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)]
+PhaseName = Annotated[str, StringConstraints(pattern=PHASE_NAME_PATTERN, max_length=MAX_NAME_LENGTH)]
+Source = Annotated[
+    str, StringConstraints(pattern=r"^(\*|[A-Za-z][A-Za-z0-9_]*)$", max_length=MAX_NAME_LENGTH)
+]
+Text = Annotated[str, StringConstraints(max_length=4000)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class StatusDef(_Model):
+    """A status a phase can be in, with the flags the runtime and aggregation read."""
+
+    initial: bool = Field(False, description="Phases start here; exactly one status has it.")
+    terminal: bool = Field(False, description="Work is over: sets completed_at, blocks progress.")
+    success: bool = Field(False, description="Work succeeded: progress shows 100.")
+    active: bool = Field(False, description="Work is running: sets started_at on first entry.")
+    description: Text | None = None
+
+
+class TransitionDef(_Model):
+    """A trigger that moves a phase from one of its sources to ``dest``."""
+
+    trigger: Name
+    source: Source | Annotated[list[Source], Field(min_length=1)] = Field(
+        description='A status, a list of statuses, or "*" for every status.'
+    )
+    dest: Name
+    conditions: list[Name] = Field(
+        default_factory=list, description="Guards (by name) that must all say yes."
+    )
+    unless: list[Name] = Field(
+        default_factory=list, description="Guards (by name) that must all say no."
+    )
+    after: list[Name] = Field(
+        default_factory=list, description="Actions (by name) run after the change is committed."
+    )
+    description: Text | None = None
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The source as a tuple; ``("*",)`` stands for every status."""
+        return (self.source,) if isinstance(self.source, str) else tuple(self.source)
+
+
+class PhaseDef(_Model):
+    """One phase of a job, in order, with its weight in the job's progress."""
+
+    name: PhaseName
+    weight: float = Field(1.0, gt=0, le=1_000_000, description="Share of the job's progress.")
+    description: Text | None = None
+
+
+class ProgressDef(_Model):
+    """How a phase's counters become its progress."""
+
+    cap_until_success: float = Field(
+        99.0, ge=0, le=100, description="Highest progress shown until a success status."
+    )
+
+
+class StatusRule(_Model):
+    """One rule of the overall status: ``any``/``all`` with ``then``, or ``otherwise``."""
+
+    any: Annotated[list[Name], Field(min_length=1)] | None = Field(
+        None, description="Fires when at least one phase is in one of these statuses."
+    )
+    all: Annotated[list[Name], Field(min_length=1)] | None = Field(
+        None, description="Fires when every phase is in one of these statuses."
+    )
+    otherwise: Name | None = Field(None, description="Fires always; must be the last rule.")
+    then: Name | None = Field(None, description="The overall status when the rule fires.")
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> StatusRule:
+        given = [k for k in ("any", "all", "otherwise") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a rule needs exactly one of 'any', 'all' or 'otherwise'"
+                + (f", got {' and '.join(given)}" if given else "")
+            )
+        if self.otherwise is not None and self.then is not None:
+            raise ValueError("an 'otherwise' rule names its status itself; drop 'then'")
+        if self.otherwise is None and self.then is None:
+            raise ValueError(f"an '{given[0]}' rule needs 'then'")
+        return self
+
+    @property
+    def result(self) -> str:
+        """The status this rule gives."""
+        result = self.otherwise if self.otherwise is not None else self.then
+        assert result is not None
+        return result
+
+    def describe(self) -> str:
+        """The rule as a person would read it."""
+        if self.any is not None:
+            return f"any phase {' or '.join(self.any)} -> {self.then}"
+        if self.all is not None:
+            return f"every phase {' or '.join(self.all)} -> {self.then}"
+        return f"otherwise -> {self.otherwise}"
+
+
+class AggregateDef(_Model):
+    """How phase statuses become the job's overall status and current phase."""
+
+    status: Annotated[list[StatusRule], Field(min_length=1)] = Field(
+        description="Rules tried in order; the first that fires gives the overall status."
+    )
+    current_phase: list[Annotated[list[Name], Field(min_length=1)]] | None = Field(
+        None,
+        description=(
+            "Groups of statuses tried in order: the current phase is the first phase in a status "
+            "of the group. Default: first phase neither initial nor terminal, else first phase "
+            "in the initial status."
+        ),
+    )
+
+
+class PhaseSetDef(_Model):
+    """A phase set: statuses, transitions, ordered phases and aggregation rules."""
+
+    phasekit: Literal[1] = Field(description="Format version.")
+    name: PhaseName
+    description: Text | None = None
+    statuses: Annotated[dict[Name, StatusDef], Field(min_length=1, max_length=MAX_STATUSES)]
+    transitions: Annotated[list[TransitionDef], Field(max_length=MAX_TRANSITIONS)]
+    phases: Annotated[list[PhaseDef], Field(min_length=1, max_length=MAX_PHASES)]
+    progress: ProgressDef = Field(default_factory=ProgressDef)
+    aggregate: AggregateDef
+
+    @property
+    def initial_status(self) -> str:
+        """The one status every phase starts in (the document has been validated)."""
+        return next(name for name, s in self.statuses.items() if s.initial)
