@@ -1,0 +1,5 @@
+"""``python -m statemachine`` runs the phasekit command line."""
+
+from .cli import main
+
+main()

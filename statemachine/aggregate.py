@@ -1,0 +1,106 @@
+"""The job's overall status, current phase and progress, computed from its phases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .spec import PhaseSetDef
+
+__all__ = ["Aggregator", "StatusExplanation"]
+
+_ANY, _ALL, _OTHERWISE = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class StatusExplanation:
+    """Why a job has its overall status: the rule that fired and the phases that made it fire."""
+
+    status: str
+    rule_index: int
+    rule: str
+    phases: tuple[str, ...]
+    statuses: tuple[str, ...]
+
+    def __str__(self) -> str:
+        which = f"rule {self.rule_index + 1} ({self.rule})"
+        if not self.phases:
+            return f"{self.status}: {which} fired"
+        return f"{self.status}: {which} fired because of {', '.join(self.phases)}"
+
+
+class Aggregator:
+    """The aggregation rules of one phase set, compiled for cheap repeated evaluation.
+
+    ``any``/``all`` rules depend only on the set of statuses present among the phases
+    (the same reading ``checks.first_rule`` uses for the exhaustive shadowing check).
+    """
+
+    __slots__ = ("_current_groups", "_names", "_rules", "_weights", "_total_weight")
+
+    def __init__(self, defn: PhaseSetDef) -> None:
+        self._names = tuple(p.name for p in defn.phases)
+        self._weights = tuple(p.weight for p in defn.phases)
+        self._total_weight = sum(self._weights)
+        self._rules: tuple[tuple[int, frozenset[str], str, str], ...] = tuple(
+            (_ANY, frozenset(r.any), r.result, r.describe())
+            if r.any is not None
+            else (_ALL, frozenset(r.all), r.result, r.describe())
+            if r.all is not None
+            else (_OTHERWISE, frozenset(), r.result, r.describe())
+            for r in defn.aggregate.status
+        )
+        if defn.aggregate.current_phase is not None:
+            groups = [frozenset(g) for g in defn.aggregate.current_phase]
+        else:
+            groups = [
+                frozenset(n for n, s in defn.statuses.items() if not s.initial and not s.terminal),
+                frozenset(n for n, s in defn.statuses.items() if s.initial),
+            ]
+        self._current_groups = tuple(groups)
+
+    def _first_rule(self, present: frozenset[str] | set[str]) -> int:
+        for index, (kind, names, _result, _text) in enumerate(self._rules):
+            if kind == _ANY:
+                if not names.isdisjoint(present):
+                    return index
+            elif kind == _ALL:
+                if present <= names:
+                    return index
+            else:
+                return index
+        # Unreachable for a validated phase set: its last rule is ``otherwise``.
+        raise AssertionError("no aggregation rule fired")
+
+    def status(self, statuses: Sequence[str]) -> str:
+        """The overall status of phases in ``statuses``."""
+        return self._rules[self._first_rule(set(statuses))][2]
+
+    def explain(self, statuses: Sequence[str]) -> StatusExplanation:
+        """The rule that gives the overall status, and the phases it looked at."""
+        index = self._first_rule(set(statuses))
+        kind, names, result, text = self._rules[index]
+        if kind == _OTHERWISE:
+            contributing: tuple[str, ...] = ()
+        else:
+            contributing = tuple(n for n, s in zip(self._names, statuses, strict=True) if s in names)
+        return StatusExplanation(
+            status=result,
+            rule_index=index,
+            rule=text,
+            phases=contributing,
+            statuses=tuple(dict.fromkeys(statuses)),
+        )
+
+    def current_phase(self, statuses: Sequence[str]) -> str | None:
+        """The first phase in a status of the first group that has one, else None."""
+        for group in self._current_groups:
+            for name, status in zip(self._names, statuses, strict=True):
+                if status in group:
+                    return name
+        return None
+
+    def progress(self, progresses: Sequence[float]) -> float:
+        """The weighted mean of the phases' progress, 0.0 to 100.0."""
+        total = sum(w * p for w, p in zip(self._weights, progresses, strict=True))
+        return min(100.0, max(0.0, total / self._total_weight))

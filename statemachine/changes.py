@@ -1,0 +1,156 @@
+"""Planning a change to one phase without touching it: what a commit saves, then applies."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from .compiler import Outcome
+from .errors import InvalidTransition, TransitionRejected
+from .records import PhaseRecord
+
+if TYPE_CHECKING:
+    from .job import JobState
+    from .phase import PhaseState
+
+__all__ = ["MAX_ERROR_LENGTH", "Change", "plan_progress", "plan_transition"]
+
+#: Longest error message a trigger may carry (characters).
+MAX_ERROR_LENGTH = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A planned change to one phase: the phase before and after, and what caused it."""
+
+    index: int
+    before: PhaseRecord
+    after: PhaseRecord
+    at: datetime
+    trigger: str | None = None
+    transition: int | None = None
+    error: str | None = None
+    data: Mapping[str, Any] | None = None
+
+    @property
+    def phase(self) -> str:
+        return self.after.phase_name
+
+    @property
+    def is_transition(self) -> bool:
+        return self.trigger is not None
+
+
+def plan_transition(
+    job: JobState,
+    phase: PhaseState,
+    trigger: str,
+    error: str | None,
+    data: Mapping[str, Any],
+) -> Change:
+    """Check ``trigger`` (source status, guards) and compute the phase it leads to.
+
+    Raises ``InvalidTransition`` or ``TransitionRejected``; changes nothing either way.
+    """
+    spec = job.spec
+    status = phase.status
+    allowed = spec.allowed_triggers(status)
+    if trigger not in allowed:
+        reason = None if spec.has_trigger(trigger) else f"phase set has no trigger {trigger!r}"
+        raise InvalidTransition(
+            job_id=job.job_id,
+            phase=phase.phase_name,
+            trigger=trigger,
+            status=status,
+            allowed=allowed,
+            reason=reason,
+        )
+    if error is not None:
+        if not isinstance(error, str):
+            raise TypeError(f"error must be a string, not {type(error).__name__}")
+        if len(error) > MAX_ERROR_LENGTH:
+            raise ValueError(
+                f"error message is {len(error):,} characters; at most {MAX_ERROR_LENGTH:,} are kept"
+            )
+    outcome = Outcome(job, phase, trigger, error, data)
+    if not spec.compiled.drive(outcome):
+        raise TransitionRejected(
+            job_id=job.job_id,
+            phase=phase.phase_name,
+            trigger=trigger,
+            reason="; ".join(outcome.rejected) or "no transition's guards passed",
+        )
+    dest = outcome.status
+    flags = spec.status_def(dest)
+    now = datetime.now(UTC)
+    before = phase.to_record()
+    after = PhaseRecord(
+        phase_name=before.phase_name,
+        status=dest,
+        progress=100.0 if flags.success else before.progress,
+        items_processed=before.items_processed,
+        items_total=before.items_total,
+        started_at=before.started_at or (now if flags.active else None),
+        completed_at=now if flags.terminal else None,
+        updated_at=now,
+        error=error if error is not None else (before.error if flags.terminal else None),
+    )
+    return Change(
+        index=spec.phase_index(phase.phase_name),
+        before=before,
+        after=after,
+        at=now,
+        trigger=trigger,
+        transition=outcome.transition,
+        error=error,
+        data=data,
+    )
+
+
+def _count(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def plan_progress(
+    job: JobState, phase: PhaseState, items_processed: int, items_total: int | None
+) -> Change:
+    """Compute the phase after a progress report; the rules of DESIGN's progress section."""
+    spec = job.spec
+    if spec.status_def(phase.status).terminal:
+        raise InvalidTransition(
+            job_id=job.job_id,
+            phase=phase.phase_name,
+            trigger="update_progress",
+            status=phase.status,
+            allowed=spec.allowed_triggers(phase.status),
+            reason=f"progress cannot change in terminal status {phase.status!r}",
+        )
+    processed = _count("items_processed", items_processed)
+    total = phase.items_total if items_total is None else _count("items_total", items_total)
+    if total is not None and processed > total:
+        raise ValueError(f"items_processed ({processed}) is greater than items_total ({total})")
+    if total is None:
+        progress = phase.progress
+    else:
+        cap = spec.progress_cap
+        progress = cap if total == 0 else min(cap, 100.0 * processed / total)
+    now = datetime.now(UTC)
+    before = phase.to_record()
+    after = PhaseRecord(
+        phase_name=before.phase_name,
+        status=before.status,
+        progress=progress,
+        items_processed=processed,
+        items_total=total,
+        started_at=before.started_at,
+        completed_at=before.completed_at,
+        updated_at=now,
+        error=before.error,
+    )
+    return Change(index=spec.phase_index(phase.phase_name), before=before, after=after, at=now)

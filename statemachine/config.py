@@ -1,0 +1,84 @@
+"""Tracker configuration files: a phase set, a store URL and the notifiers to attach."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import PhaseKitError
+
+__all__ = ["ConfigError", "TrackerConfig", "expand_env", "read_config"]
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(PhaseKitError, ValueError):
+    """A tracker configuration is invalid (unknown key, missing variable, bad value)."""
+
+
+class TrackerConfig(BaseModel):
+    """What ``Tracker.from_config`` reads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spec: str = Field(description="A bundled phase-set name or a path to a phase-set file.")
+    store: str = Field("memory://", description="Store URL: memory://, sqlite:///…, postgresql://…")
+    store_options: dict[str, Any] = Field(default_factory=dict)
+    notifiers: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
+    progress_interval: float | None = Field(
+        None, ge=0, description="Persist a phase's progress at most this often (seconds)."
+    )
+
+
+def expand_env(value: Any, *, where: str = "") -> Any:
+    """Replace ``${VAR}`` (or ``${VAR:-default}``) in every string of ``value``."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{where or 'config'}: environment variable {name} is not set")
+
+        return _VAR.sub(substitute, value)
+    if isinstance(value, Mapping):
+        return {k: expand_env(v, where=f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, where=f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def read_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[TrackerConfig, Path | None]:
+    """Parse a config file or dict; relative spec paths are resolved against the file's folder."""
+    base: Path | None = None
+    if isinstance(source, Mapping):
+        raw: Any = dict(source)
+        name = "<config>"
+    else:
+        path = Path(source)
+        name = str(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{name}: cannot read: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{name}: not valid YAML: {exc}") from None
+        base = path.parent
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{name}: a config is a mapping with keys spec, store, notifiers")
+    try:
+        config = TrackerConfig.model_validate(expand_env(raw))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{name}: {problems}") from None
+    return config, base

@@ -1,0 +1,117 @@
+"""Events: what happened to a job, as frozen pydantic models with a ``type`` tag."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+__all__ = [
+    "Event",
+    "EventBase",
+    "HistoryEvent",
+    "JobCreated",
+    "JobStatusChanged",
+    "PhaseChanged",
+    "ProgressUpdated",
+    "TransitionRequest",
+    "event_adapter",
+    "parse_event",
+]
+
+
+def _event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventBase(BaseModel):
+    """Fields every event has: a unique id, the job, the job's version after it, and when."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str = Field(default_factory=_event_id, description="Unique id of this event.")
+    job_id: str
+    version: int = Field(ge=0, description="The job's version once this change is committed.")
+    at: AwareDatetime = Field(default_factory=_now)
+
+
+class JobCreated(EventBase):
+    """A job was created and stored, every phase in the initial status."""
+
+    type: Literal["job_created"] = "job_created"
+    spec: str = Field(description="Name of the job's phase set.")
+    phases: list[str] = Field(description="The job's phases, in order.")
+    initial_status: str = Field(description="The status every phase starts in.")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class PhaseChanged(EventBase):
+    """A phase changed status (committed)."""
+
+    type: Literal["phase_changed"] = "phase_changed"
+    phase: str
+    trigger: str
+    source: str
+    dest: str
+    error: str | None = None
+
+
+class ProgressUpdated(EventBase):
+    """A phase's counters changed (committed)."""
+
+    type: Literal["progress_updated"] = "progress_updated"
+    phase: str
+    items_processed: int
+    items_total: int | None
+    progress: float = Field(description="The phase's progress, 0-100.")
+    job_progress: float = Field(description="The job's weighted progress, 0-100.")
+
+
+class JobStatusChanged(EventBase):
+    """The aggregate changed: the overall status or the current phase (or both)."""
+
+    type: Literal["job_status_changed"] = "job_status_changed"
+    old_status: str
+    new_status: str
+    old_current_phase: str | None
+    new_current_phase: str | None
+    progress: float
+
+
+class TransitionRequest(BaseModel):
+    """A transition about to be committed, as ``before_transition`` sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    phase: str
+    trigger: str
+    source: str
+    dest: str
+    error: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+Event = Annotated[
+    JobCreated | PhaseChanged | ProgressUpdated | JobStatusChanged,
+    Field(discriminator="type"),
+]
+#: Events a store keeps in a job's history.
+HistoryEvent = JobCreated | PhaseChanged
+
+event_adapter: TypeAdapter[JobCreated | PhaseChanged | ProgressUpdated | JobStatusChanged] = (
+    TypeAdapter(Event)
+)
+
+
+def parse_event(data: dict[str, Any] | str | bytes) -> JobCreated | PhaseChanged | ProgressUpdated | JobStatusChanged:
+    """An event from its JSON form (``event.model_dump_json()``) or the dict of it."""
+    if isinstance(data, str | bytes):
+        return event_adapter.validate_json(data)
+    return event_adapter.validate_python(data)

@@ -1,0 +1,238 @@
+"""A job: its phases in order, and the aggregate computed from them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .aggregate import StatusExplanation
+from .changes import Change, plan_progress, plan_transition
+from .compiler import Outcome
+from .context import Action, Guard, TransitionContext
+from .errors import PhaseKitError, UnknownPhase
+from .records import JobRecord, PhaseRecord
+from .schemas import JobStateSchema
+
+if TYPE_CHECKING:
+    from .phase import PhaseState
+    from .phaseset import PhaseSet
+
+__all__ = ["Committer", "JobState"]
+
+
+class Committer(Protocol):
+    """Whoever makes a job's changes durable (a ``Tracker``); detached jobs have none."""
+
+    def fire(
+        self,
+        job: JobState,
+        phase: PhaseState,
+        trigger: str,
+        error: str | None,
+        data: Mapping[str, Any],
+    ) -> None: ...
+
+    def report_progress(
+        self, job: JobState, phase: PhaseState, items_processed: int, items_total: int | None
+    ) -> None: ...
+
+
+class JobState:
+    """A job of a phase set: ordered phases, metadata, version and the aggregate.
+
+    A detached job (``spec.new_job``) applies changes in memory at once; a tracked job hands
+    every change to its tracker, which commits it before the job changes.
+    """
+
+    __slots__ = (
+        "_actions",
+        "_committer",
+        "_guards",
+        "created_at",
+        "job_id",
+        "metadata",
+        "phases",
+        "spec",
+        "updated_at",
+        "version",
+    )
+
+    def __init__(
+        self,
+        spec: PhaseSet,
+        record: JobRecord,
+        *,
+        guards: Mapping[str, Guard],
+        actions: Mapping[str, Action],
+        committer: Committer | None = None,
+    ) -> None:
+        self.spec = spec
+        self.job_id = record.job_id
+        self.metadata: dict[str, Any] = dict(record.metadata)
+        self.version = record.version
+        self.created_at = record.created_at
+        self.updated_at = record.updated_at
+        cls = spec.phase_class
+        #: The phases by name, in the phase set's order.
+        self.phases: dict[str, PhaseState] = {p.phase_name: cls(self, p) for p in record.phases}
+        self._guards = guards
+        self._actions = actions
+        self._committer = committer
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def phase(self, name: str) -> PhaseState:
+        """The phase ``name``; ``UnknownPhase`` lists the phases when there is none."""
+        try:
+            return self.phases[name]
+        except KeyError:
+            raise UnknownPhase(name, job_id=self.job_id, known=list(self.phases)) from None
+
+    def __iter__(self) -> Iterator[PhaseState]:
+        return iter(self.phases.values())
+
+    # -- aggregate ---------------------------------------------------------------------------
+
+    def _statuses(self) -> list[str]:
+        return [p.status for p in self.phases.values()]
+
+    def get_overall_status(self) -> str:
+        """The overall status: the ``then`` of the first aggregation rule that fires."""
+        return self.spec.aggregator.status(self._statuses())
+
+    def get_current_phase(self) -> str | None:
+        """The name of the phase work is at, by the phase set's ``current_phase`` groups."""
+        return self.spec.aggregator.current_phase(self._statuses())
+
+    def get_overall_progress(self) -> float:
+        """The weighted progress of the phases, 0.0 to 100.0."""
+        return self.spec.aggregator.progress([p.progress for p in self.phases.values()])
+
+    def explain_status(self) -> StatusExplanation:
+        """Which aggregation rule gives the overall status, and which phases made it fire."""
+        return self.spec.aggregator.explain(self._statuses())
+
+    # -- changes -----------------------------------------------------------------------------
+
+    def _fire(
+        self, phase: PhaseState, trigger: str, error: str | None, data: Mapping[str, Any]
+    ) -> None:
+        if self._committer is not None:
+            self._committer.fire(self, phase, trigger, error, data)
+            return
+        change = plan_transition(self, phase, trigger, error, data)
+        self._apply(change)
+        self._run_actions(change)
+
+    def _may(self, phase: PhaseState, trigger: str) -> bool:
+        if trigger not in self.spec.allowed_triggers(phase.status):
+            return False
+        return self.spec.compiled.drive(Outcome(self, phase, trigger, None, {}))
+
+    def _update_progress(
+        self, phase: PhaseState, items_processed: int, items_total: int | None
+    ) -> None:
+        if self._committer is not None:
+            self._committer.report_progress(self, phase, items_processed, items_total)
+            return
+        self._apply(plan_progress(self, phase, items_processed, items_total))
+
+    def _record_after(self, change: Change) -> JobRecord:
+        """The job's record as it will be once ``change`` is applied (the job is unchanged)."""
+        phases = [p.to_record() for p in self.phases.values()]
+        phases[change.index] = change.after
+        statuses = [p.status for p in phases]
+        aggregator = self.spec.aggregator
+        return JobRecord(
+            job_id=self.job_id,
+            spec_name=self.spec.name,
+            spec_fingerprint=self.spec.fingerprint,
+            status=aggregator.status(statuses),
+            current_phase=aggregator.current_phase(statuses),
+            progress=aggregator.progress([p.progress for p in phases]),
+            version=self.version + 1,
+            created_at=self.created_at,
+            updated_at=change.at,
+            phases=tuple(phases),
+            metadata=self.metadata,
+        )
+
+    def _apply(self, change: Change, *, bump: bool = True) -> None:
+        """Make a planned (and, for a tracked job, committed) change visible.
+
+        ``bump=False`` is for progress a tracker keeps in memory until its next save.
+        """
+        list(self.phases.values())[change.index]._load(change.after)
+        if bump:
+            self.version += 1
+        self.updated_at = change.at
+
+    def _run_actions(self, change: Change) -> None:
+        """Run the ``after`` actions of the transition ``change`` made (already applied)."""
+        if change.transition is None or change.trigger is None:
+            return
+        names = self.spec.definition.transitions[change.transition].after
+        if not names:
+            return
+        phase = list(self.phases.values())[change.index]
+        ctx = TransitionContext(
+            job=self,
+            phase=phase,
+            trigger=change.trigger,
+            source=change.before.status,
+            dest=change.after.status,
+            error=change.error,
+            data=change.data or {},
+        )
+        for name in names:
+            action = self._actions.get(name)
+            if action is None:
+                known = ", ".join(sorted(self._actions)) or "none"
+                raise PhaseKitError(
+                    f"phase set {self.spec.name!r}: trigger {change.trigger!r} names action "
+                    f"{name!r}, which no plugin registered (registered actions: {known})"
+                )
+            action(ctx)
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def to_record(self) -> JobRecord:
+        """An immutable snapshot of the job, as stores keep it."""
+        phases: tuple[PhaseRecord, ...] = tuple(p.to_record() for p in self.phases.values())
+        return JobRecord(
+            job_id=self.job_id,
+            spec_name=self.spec.name,
+            spec_fingerprint=self.spec.fingerprint,
+            status=self.get_overall_status(),
+            current_phase=self.get_current_phase(),
+            progress=self.get_overall_progress(),
+            version=self.version,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            phases=phases,
+            metadata=dict(self.metadata),
+        )
+
+    def to_schema(self) -> JobStateSchema:
+        """The job as a pydantic model, for APIs and JSON output."""
+        return JobStateSchema(
+            job_id=self.job_id,
+            spec=self.spec.name,
+            status=self.get_overall_status(),
+            current_phase=self.get_current_phase(),
+            progress=self.get_overall_progress(),
+            version=self.version,
+            metadata=dict(self.metadata),
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            phases=[p.to_schema() for p in self.phases.values()],
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<JobState {self.job_id!r} ({self.spec.name}) {self.get_overall_status()} "
+            f"{self.get_overall_progress():.1f}% v{self.version}>"
+        )
+
+

@@ -1,0 +1,196 @@
+"""A loaded phase set: its definition, compiled once, and the factory of its jobs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from .aggregate import Aggregator
+from .compiler import CompiledMachine
+from .context import Action, Guard
+from .errors import SpecMismatch
+from .job import Committer, JobState
+from .phase import PhaseState, phase_class
+from .records import JobRecord, PhaseRecord
+from .spec import PhaseSetDef, StatusDef
+
+__all__ = ["MAX_JOB_ID_LENGTH", "PhaseSet", "validate_job_id"]
+
+#: Longest job id accepted (characters).
+MAX_JOB_ID_LENGTH = 255
+
+_EMPTY: Mapping[str, Any] = {}
+
+
+def validate_job_id(job_id: object) -> str:
+    """Return ``job_id`` if it is a usable id: a non-empty printable string, not too long."""
+    if not isinstance(job_id, str):
+        raise TypeError(f"job id must be a string, not {type(job_id).__name__}")
+    if not job_id or not job_id.strip():
+        raise ValueError("job id must not be empty")
+    if len(job_id) > MAX_JOB_ID_LENGTH:
+        raise ValueError(f"job id is {len(job_id):,} characters; at most {MAX_JOB_ID_LENGTH}")
+    if not job_id.isprintable():
+        raise ValueError(f"job id {job_id!r} contains control characters")
+    return job_id
+
+
+class PhaseSet:
+    """A validated phase set compiled into one shared ``transitions`` machine.
+
+    Every job of the phase set is driven through the same machine; the phase set holds
+    everything derived from the definition (trigger table, flags, aggregation) once.
+    """
+
+    def __init__(
+        self,
+        definition: PhaseSetDef,
+        *,
+        locations: Mapping[str, tuple[int, int]] | None = None,
+        filename: str = "<string>",
+    ) -> None:
+        self.definition = definition
+        self.locations: Mapping[str, tuple[int, int]] = locations or {}
+        self.filename = filename
+        self.name = definition.name
+        self.fingerprint = _fingerprint(definition)
+        self.compiled = CompiledMachine(definition)
+        self.aggregator = Aggregator(definition)
+        self.initial_status = definition.initial_status
+        self.progress_cap = definition.progress.cap_until_success
+        self.triggers: tuple[str, ...] = tuple(dict.fromkeys(t.trigger for t in definition.transitions))
+        self.statuses: tuple[str, ...] = tuple(definition.statuses)
+        self.phase_names: tuple[str, ...] = tuple(p.name for p in definition.phases)
+        self._weights = {p.name: p.weight for p in definition.phases}
+        self._index = {name: i for i, name in enumerate(self.phase_names)}
+        self.phase_class: type[PhaseState] = phase_class(definition.name, list(self.triggers))
+        self._trigger_set = frozenset(self.triggers)
+
+    # -- lookups used on hot paths -----------------------------------------------------------
+
+    def allowed_triggers(self, status: str) -> tuple[str, ...]:
+        """Triggers declared from ``status`` (by source alone), in declaration order."""
+        return self.compiled.allowed.get(status, ())
+
+    def has_trigger(self, trigger: str) -> bool:
+        return trigger in self._trigger_set
+
+    def status_def(self, status: str) -> StatusDef:
+        return self.definition.statuses[status]
+
+    def weight(self, phase: str) -> float:
+        return self._weights[phase]
+
+    def phase_index(self, phase: str) -> int:
+        return self._index[phase]
+
+    @property
+    def guard_names(self) -> set[str]:
+        """Every guard the transitions reference."""
+        return {g for t in self.definition.transitions for g in (*t.conditions, *t.unless)}
+
+    @property
+    def action_names(self) -> set[str]:
+        """Every action the transitions reference."""
+        return {a for t in self.definition.transitions for a in t.after}
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def initial_record(
+        self,
+        job_id: str,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        at: datetime | None = None,
+    ) -> JobRecord:
+        """The record of a new job: every phase in the initial status, version 1."""
+        now = at or datetime.now(UTC)
+        phases = tuple(
+            PhaseRecord(phase_name=name, status=self.initial_status, updated_at=now)
+            for name in self.phase_names
+        )
+        statuses = [self.initial_status] * len(phases)
+        return JobRecord(
+            job_id=validate_job_id(job_id),
+            spec_name=self.name,
+            spec_fingerprint=self.fingerprint,
+            status=self.aggregator.status(statuses),
+            current_phase=self.aggregator.current_phase(statuses),
+            progress=0.0,
+            version=1,
+            created_at=now,
+            updated_at=now,
+            phases=phases,
+            metadata=dict(metadata or _EMPTY),
+        )
+
+    def new_job(
+        self,
+        job_id: str,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        guards: Mapping[str, Guard] | None = None,
+        actions: Mapping[str, Action] | None = None,
+    ) -> JobState:
+        """A detached job in memory: no tracker, no store, no hooks."""
+        return JobState(
+            self,
+            self.initial_record(job_id, metadata),
+            guards=guards or _EMPTY,
+            actions=actions or _EMPTY,
+        )
+
+    def restore(
+        self,
+        record: JobRecord,
+        *,
+        guards: Mapping[str, Guard] | None = None,
+        actions: Mapping[str, Action] | None = None,
+        committer: Committer | None = None,
+    ) -> JobState:
+        """Rebuild a job from a stored record; no callbacks or hooks run.
+
+        Phases the phase set gained since the record was written start in the initial status.
+        A phase or status the phase set no longer has raises ``SpecMismatch``.
+        """
+        by_name = {p.phase_name: p for p in record.phases}
+        unknown_phases = [name for name in by_name if name not in self._index]
+        unknown_statuses = sorted(
+            {p.status for p in record.phases if p.status not in self.definition.statuses}
+        )
+        if unknown_phases or unknown_statuses:
+            problems = []
+            if unknown_phases:
+                problems.append(f"phases {', '.join(map(repr, unknown_phases))}")
+            if unknown_statuses:
+                problems.append(f"statuses {', '.join(map(repr, unknown_statuses))}")
+            raise SpecMismatch(
+                f"job {record.job_id!r} holds {' and '.join(problems)} that phase set "
+                f"{self.name!r} (phases: {', '.join(self.phase_names)}; statuses: "
+                f"{', '.join(self.statuses)}) cannot represent"
+            )
+        phases = tuple(
+            by_name.get(name)
+            or PhaseRecord(phase_name=name, status=self.initial_status, updated_at=record.updated_at)
+            for name in self.phase_names
+        )
+        if phases != record.phases:
+            record = record.replace(phases=phases)
+        return JobState(
+            self, record, guards=guards or _EMPTY, actions=actions or _EMPTY, committer=committer
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<PhaseSet {self.name!r}: {len(self.statuses)} statuses, "
+            f"{len(self.triggers)} triggers, {len(self.phase_names)} phases>"
+        )
+
+
+def _fingerprint(definition: PhaseSetDef) -> str:
+    """A short, stable hash of everything that defines the phase set's behaviour."""
+    canonical = json.dumps(definition.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

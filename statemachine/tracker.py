@@ -1,0 +1,468 @@
+"""The Tracker: jobs of one phase set, committed to a store, announced to plugins."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from .changes import Change, plan_progress, plan_transition
+from .config import ConfigError, read_config
+from .errors import (
+    ConcurrentUpdateError,
+    JobExists,
+    JobNotFound,
+    PersistenceError,
+    PhaseKitError,
+    SpecMismatch,
+    TransitionRejected,
+)
+from .events import (
+    HistoryEvent,
+    JobCreated,
+    JobStatusChanged,
+    PhaseChanged,
+    ProgressUpdated,
+    TransitionRequest,
+)
+from .hookspecs import StoreFactory, hookimpl
+from .job import JobState
+from .loading import load_phase_set
+from .phase import PhaseState
+from .phaseset import PhaseSet
+from .plugin_manager import PluginInfo, PluginManager
+from .records import JobRecord
+from .store import MemoryStore, SpecArchive, Store
+
+__all__ = ["MAX_METADATA_BYTES", "Tracker", "open_store"]
+
+log = logging.getLogger("phasekit")
+
+#: Largest metadata accepted, as JSON (bytes).
+MAX_METADATA_BYTES = 1_000_000
+_LOCK_STRIPES = 64
+
+
+class _BuiltinStores:
+    """The stores phasekit itself provides."""
+
+    @hookimpl
+    def register_stores(self) -> Mapping[str, StoreFactory]:
+        return {"memory": MemoryStore.from_url}
+
+
+def open_store(url: str, factories: Mapping[str, StoreFactory], **options: Any) -> Store:
+    """Open the store ``url`` names, with the factory registered for its scheme."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or not scheme:
+        raise PhaseKitError(
+            f"store {url!r} is not a URL; expected SCHEME://…, with SCHEME one of "
+            f"{', '.join(sorted(factories))}"
+        )
+    factory = factories.get(scheme) or factories.get(scheme.split("+", 1)[0])
+    if factory is None:
+        raise PhaseKitError(
+            f"no store for {scheme}:// URLs; known schemes: {', '.join(sorted(factories))} "
+            "(a plugin can add one with the register_stores hook)"
+        )
+    return factory(url, **options)
+
+
+def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
+    try:
+        encoded = json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"metadata must be JSON-serialisable: {exc}") from None
+    if len(encoded) > MAX_METADATA_BYTES:
+        raise ValueError(
+            f"metadata is {len(encoded):,} bytes as JSON; at most {MAX_METADATA_BYTES:,} are kept"
+        )
+    result: dict[str, Any] = json.loads(encoded)  # a private, plain copy
+    return result
+
+
+class Tracker:
+    """Jobs of one phase set, every change committed to one store and then announced.
+
+    Each change follows the commit protocol: check (source status, guards), ask
+    ``before_transition``, save the new record and its history events in one
+    compare-and-swap step, apply the change in memory, run ``after`` actions, notify.
+    A Tracker is safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        spec: PhaseSet | str | os.PathLike[str],
+        store: str | Store = "memory://",
+        plugins: Iterable[object] = (),
+        *,
+        store_options: Mapping[str, Any] | None = None,
+        progress_interval: float | None = None,
+        load_entrypoints: bool = True,
+    ) -> None:
+        self.spec = spec if isinstance(spec, PhaseSet) else load_phase_set(spec)
+        self.plugins = PluginManager(
+            plugins,
+            builtins=[("phasekit.builtin", _BuiltinStores())],
+            load_entrypoints=load_entrypoints,
+        )
+        self._guards = self.plugins.guards()
+        self._actions = self.plugins.actions()
+        self._check_registries()
+        if isinstance(store, str):
+            store = open_store(store, self.plugins.stores(), **dict(store_options or {}))
+        elif store_options:
+            raise TypeError("store_options apply to a store URL, not to a Store instance")
+        self.store: Store = store
+        if isinstance(store, SpecArchive):
+            try:
+                store.remember_spec(
+                    self.spec.name,
+                    self.spec.fingerprint,
+                    self.spec.definition.model_dump(mode="json", exclude_defaults=True),
+                )
+            except PhaseKitError:
+                raise
+            except Exception as exc:
+                raise PersistenceError(f"store could not record phase set: {exc}") from exc
+        self.progress_interval = progress_interval
+        self._locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
+        self._pending: dict[str, JobState] = {}
+        self._last_progress_save: dict[str, float] = {}
+        self._pending_lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def from_config(
+        cls, source: str | os.PathLike[str] | Mapping[str, Any], **overrides: Any
+    ) -> Tracker:
+        """A tracker from a config file or dict: ``spec``, ``store``, ``notifiers``."""
+        config, base = read_config(source)
+        spec: PhaseSet | str = config.spec
+        if base is not None and ("/" in config.spec or config.spec.endswith((".yaml", ".yml"))):
+            spec = load_phase_set(str((base / config.spec).resolve()))
+        options = {
+            "store_options": config.store_options,
+            "progress_interval": config.progress_interval,
+        }
+        options.update(overrides)
+        plugins = list(options.pop("plugins", ()))
+        tracker = cls(spec, config.store, plugins, **options)
+        try:
+            factories = tracker.plugins.notifiers()
+            for name, notifier_options in config.notifiers.items():
+                factory = factories.get(name)
+                if factory is None:
+                    raise ConfigError(
+                        f"unknown notifier {name!r}; known notifiers: "
+                        f"{', '.join(sorted(factories)) or 'none'}"
+                    )
+                try:
+                    notifier = factory(**(notifier_options or {}))
+                except (TypeError, ValueError) as exc:
+                    raise ConfigError(f"notifier {name!r}: {exc}") from None
+                tracker.plugins.register(notifier, name=f"notifier:{name}")
+        except BaseException:
+            tracker.close()
+            raise
+        return tracker
+
+    def _check_registries(self) -> None:
+        for kind, needed, registry in (
+            ("guard", self.spec.guard_names, self._guards),
+            ("action", self.spec.action_names, self._actions),
+        ):
+            missing = sorted(needed - set(registry))
+            if missing:
+                raise PhaseKitError(
+                    f"phase set {self.spec.name!r} uses {kind}s {', '.join(map(repr, missing))} "
+                    f"that no plugin registers (registered {kind}s: "
+                    f"{', '.join(sorted(registry)) or 'none'})"
+                )
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def create_job(self, job_id: str, metadata: Mapping[str, Any] | None = None) -> JobState:
+        """Create and store a job, every phase in the initial status; ``JobExists`` if taken."""
+        record = self.spec.initial_record(job_id, _check_metadata(metadata))
+        event = JobCreated(
+            job_id=record.job_id,
+            version=record.version,
+            at=record.created_at,
+            spec=self.spec.name,
+            phases=list(self.spec.phase_names),
+            initial_status=self.spec.initial_status,
+            metadata=dict(record.metadata),
+        )
+        with self._lock_for(record.job_id):
+            try:
+                self.store.create(record, [event])
+            except (JobExists, PersistenceError):
+                raise
+            except PhaseKitError:
+                raise
+            except Exception as exc:
+                raise PersistenceError(f"job {job_id!r}: store failed: {exc}") from exc
+        job = self._attach(record)
+        self.plugins.job_created(event)
+        return job
+
+    def _attach(self, record: JobRecord) -> JobState:
+        return self.spec.restore(
+            record, guards=self._guards, actions=self._actions, committer=self
+        )
+
+    def _restore(self, record: JobRecord) -> JobState:
+        if record.spec_name != self.spec.name:
+            raise SpecMismatch(
+                f"job {record.job_id!r} belongs to phase set {record.spec_name!r}, "
+                f"not {self.spec.name!r}"
+            )
+        return self._attach(record)
+
+    def get_job(self, job_id: str) -> JobState:
+        """The job as the store has it now; ``JobNotFound`` if there is none. No hook fires."""
+        record = self._load(job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        return self._restore(record)
+
+    def _load(self, job_id: str) -> JobRecord | None:
+        try:
+            return self.store.load(job_id)
+        except PhaseKitError:
+            raise
+        except Exception as exc:
+            raise PersistenceError(f"job {job_id!r}: store failed to load: {exc}") from exc
+
+    def list_jobs(
+        self, *, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[JobState]:
+        """Jobs of this phase set, most recently updated first."""
+        records = self.store.list(status=status, limit=limit, offset=offset)
+        return [self._restore(r) for r in records if r.spec_name == self.spec.name]
+
+    def history(self, job_id: str) -> list[HistoryEvent]:
+        """The job's history: its creation, then every status change, in order."""
+        return self.store.history(job_id)
+
+    def plugin_info(self) -> list[PluginInfo]:
+        """Every plugin registered or tried, with version, distribution, hooks and load error."""
+        return self.plugins.plugin_info()
+
+    # -- the commit protocol (called by jobs through the Committer protocol) -----------------
+
+    def _lock_for(self, job_id: str) -> threading.RLock:
+        return self._locks[hash(job_id) % _LOCK_STRIPES]
+
+    def _save(self, job: JobState, record: JobRecord, events: list[HistoryEvent]) -> None:
+        try:
+            self.store.save(record, expected_version=job.version, events=events)
+        except (ConcurrentUpdateError, PersistenceError, JobNotFound):
+            raise
+        except PhaseKitError:
+            raise
+        except Exception as exc:
+            raise PersistenceError(
+                f"job {job.job_id!r}: store failed, nothing was changed: {exc}"
+            ) from exc
+
+    def fire(
+        self,
+        job: JobState,
+        phase: PhaseState,
+        trigger: str,
+        error: str | None,
+        data: Mapping[str, Any],
+    ) -> None:
+        """Commit ``trigger`` on ``phase`` (what ``phase.<trigger>()`` calls)."""
+        self._check_open()
+        with self._lock_for(job.job_id):
+            change = plan_transition(job, phase, trigger, error, data)
+            source, dest = change.before.status, change.after.status
+            if self.plugins.wants("before_transition"):
+                request = TransitionRequest(
+                    job_id=job.job_id,
+                    phase=phase.phase_name,
+                    trigger=trigger,
+                    source=source,
+                    dest=dest,
+                    error=error,
+                    data=dict(data),
+                )
+                vetoes = self.plugins.before_transition(request)
+                if vetoes:
+                    raise TransitionRejected(
+                        job_id=job.job_id,
+                        phase=phase.phase_name,
+                        trigger=trigger,
+                        reason="; ".join(v.reason for _, v in vetoes),
+                        rejected_by=", ".join(f"plugin {name!r}" for name, _ in vetoes),
+                    )
+            record = job._record_after(change)
+            event = PhaseChanged(
+                job_id=job.job_id,
+                version=record.version,
+                at=change.at,
+                phase=phase.phase_name,
+                trigger=trigger,
+                source=source,
+                dest=dest,
+                error=error,
+            )
+            old_status, old_current = job.get_overall_status(), job.get_current_phase()
+            self._save(job, record, [event])
+            job._apply(change)
+            with self._pending_lock:
+                self._pending.pop(job.job_id, None)
+        failure: BaseException | None = None
+        try:
+            job._run_actions(change)
+        except Exception as exc:  # the change is committed; report after notifying
+            failure = exc
+        self.plugins.phase_changed(event)
+        self._announce_aggregate(job, record, old_status, old_current, change)
+        if failure is not None:
+            raise failure
+
+    def report_progress(
+        self, job: JobState, phase: PhaseState, items_processed: int, items_total: int | None
+    ) -> None:
+        """Commit a progress report (what ``phase.update_progress()`` calls)."""
+        self._check_open()
+        with self._lock_for(job.job_id):
+            change = plan_progress(job, phase, items_processed, items_total)
+            if self._coalesce(job):
+                job._apply(change, bump=False)
+                return
+            record = self._commit_progress(job, change)
+        self._announce_progress(job, record, change)
+
+    def _coalesce(self, job: JobState) -> bool:
+        """Whether this progress report only updates memory (saved later, or by a transition)."""
+        if not self.progress_interval:
+            return False
+        now = time.monotonic()
+        with self._pending_lock:
+            last = self._last_progress_save.get(job.job_id)
+            if last is not None and now - last < self.progress_interval:
+                self._pending[job.job_id] = job
+                return True
+            self._last_progress_save[job.job_id] = now
+            self._pending.pop(job.job_id, None)
+            return False
+
+    def _commit_progress(self, job: JobState, change: Change) -> JobRecord:
+        record = job._record_after(change)
+        self._save(job, record, [])
+        job._apply(change)
+        return record
+
+    def _announce_progress(self, job: JobState, record: JobRecord, change: Change) -> None:
+        if self.plugins.wants("progress_updated"):
+            after = change.after
+            self.plugins.progress_updated(
+                ProgressUpdated(
+                    job_id=job.job_id,
+                    version=record.version,
+                    at=change.at,
+                    phase=after.phase_name,
+                    items_processed=after.items_processed,
+                    items_total=after.items_total,
+                    progress=after.progress,
+                    job_progress=record.progress,
+                )
+            )
+
+    def _announce_aggregate(
+        self,
+        job: JobState,
+        record: JobRecord,
+        old_status: str,
+        old_current: str | None,
+        change: Change,
+    ) -> None:
+        if (record.status, record.current_phase) == (old_status, old_current):
+            return
+        if self.plugins.wants("job_status_changed"):
+            self.plugins.job_status_changed(
+                JobStatusChanged(
+                    job_id=job.job_id,
+                    version=record.version,
+                    at=change.at,
+                    old_status=old_status,
+                    new_status=record.status,
+                    old_current_phase=old_current,
+                    new_current_phase=record.current_phase,
+                    progress=record.progress,
+                )
+            )
+
+    def flush(self) -> None:
+        """Save progress that coalescing kept in memory, and announce it."""
+        with self._pending_lock:
+            pending = list(self._pending.values())
+            self._pending.clear()
+        for job in pending:
+            with self._lock_for(job.job_id):
+                stored = self._load(job.job_id)
+                if stored is None or stored.version != job.version:
+                    continue  # a transition (or another writer) already saved newer state
+                record = job.to_record().replace(version=job.version + 1)
+                if record.phases == stored.phases:
+                    continue
+                self._save(job, record, [])
+                job.version = record.version
+            changed = [
+                (i, p) for i, p in enumerate(record.phases) if p != stored.phases[i]
+            ]
+            for index, after in changed:
+                change = Change(index=index, before=stored.phases[index], after=after, at=record.updated_at)
+                self._announce_progress(job, record, change)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PhaseKitError("this tracker is closed")
+
+    def close(self) -> None:
+        """Flush pending progress, close plugins that have ``close()``, then the store."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            for info in self.plugins.plugin_info():
+                plugin = self.plugins.get_plugin(info.name)
+                closer = getattr(plugin, "close", None)
+                if callable(closer) and not isinstance(plugin, type) and info.source != "entry point":
+                    try:
+                        closer()
+                    except Exception:
+                        log.exception("phasekit plugin %r failed to close", info.name)
+            self.store.close()
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Tracker {self.spec.name!r} store={type(self.store).__name__}>"
+
+
