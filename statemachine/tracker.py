@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from .changes import Change, plan_progress, plan_transition
-from .config import ConfigError, read_config
+from .configfile import ConfigError, read_config
 from .errors import (
     ConcurrentUpdateError,
     JobExists,
