@@ -36,7 +36,7 @@ class Aggregator:
     (the same reading ``checks.first_rule`` uses for the exhaustive shadowing check).
     """
 
-    __slots__ = ("_current_groups", "_names", "_rules", "_weights", "_total_weight")
+    __slots__ = ("_current_groups", "_names", "_rules", "_total_weight", "_weights")
 
     def __init__(self, defn: PhaseSetDef) -> None:
         self._names = tuple(p.name for p in defn.phases)
@@ -83,7 +83,9 @@ class Aggregator:
         if kind == _OTHERWISE:
             contributing: tuple[str, ...] = ()
         else:
-            contributing = tuple(n for n, s in zip(self._names, statuses, strict=True) if s in names)
+            contributing = tuple(
+                n for n, s in zip(self._names, statuses, strict=True) if s in names
+            )
         return StatusExplanation(
             status=result,
             rule_index=index,

@@ -21,12 +21,15 @@ __all__ = ["MAX_ERROR_LENGTH", "Change", "plan_progress", "plan_transition"]
 MAX_ERROR_LENGTH = 65_536
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Change:
-    """A planned change to one phase: the phase before and after, and what caused it."""
+    """A planned change to one phase: its status before, the phase after, and the cause.
+
+    Built on every trigger, so it is a plain slotted class; nothing mutates it once planned.
+    """
 
     index: int
-    before: PhaseRecord
+    source: str
     after: PhaseRecord
     at: datetime
     trigger: str | None = None
@@ -85,21 +88,20 @@ def plan_transition(
     dest = outcome.status
     flags = spec.status_def(dest)
     now = datetime.now(UTC)
-    before = phase.to_record()
     after = PhaseRecord(
-        phase_name=before.phase_name,
+        phase_name=phase.phase_name,
         status=dest,
-        progress=100.0 if flags.success else before.progress,
-        items_processed=before.items_processed,
-        items_total=before.items_total,
-        started_at=before.started_at or (now if flags.active else None),
+        progress=100.0 if flags.success else phase.progress,
+        items_processed=phase.items_processed,
+        items_total=phase.items_total,
+        started_at=phase.started_at or (now if flags.active else None),
         completed_at=now if flags.terminal else None,
         updated_at=now,
-        error=error if error is not None else (before.error if flags.terminal else None),
+        error=error if error is not None else (phase.error if flags.terminal else None),
     )
     return Change(
         index=spec.phase_index(phase.phase_name),
-        before=before,
+        source=status,
         after=after,
         at=now,
         trigger=trigger,
@@ -141,16 +143,17 @@ def plan_progress(
         cap = spec.progress_cap
         progress = cap if total == 0 else min(cap, 100.0 * processed / total)
     now = datetime.now(UTC)
-    before = phase.to_record()
     after = PhaseRecord(
-        phase_name=before.phase_name,
-        status=before.status,
+        phase_name=phase.phase_name,
+        status=phase.status,
         progress=progress,
         items_processed=processed,
         items_total=total,
-        started_at=before.started_at,
-        completed_at=before.completed_at,
+        started_at=phase.started_at,
+        completed_at=phase.completed_at,
         updated_at=now,
-        error=before.error,
+        error=phase.error,
     )
-    return Change(index=spec.phase_index(phase.phase_name), before=before, after=after, at=now)
+    return Change(
+        index=spec.phase_index(phase.phase_name), source=phase.status, after=after, at=now
+    )

@@ -100,7 +100,7 @@ class _Mark:
 class CompiledMachine:
     """One ``transitions.Machine`` (``model=None``, no auto transitions) for a phase set."""
 
-    __slots__ = ("_events", "allowed", "machine")
+    __slots__ = ("_events", "_only", "allowed", "machine")
 
     def __init__(self, defn: PhaseSetDef) -> None:
         statuses = list(defn.statuses)
@@ -112,23 +112,46 @@ class CompiledMachine:
             send_event=True,
             model_attribute="status",
         )
-        allowed: dict[str, dict[str, None]] = {s: {} for s in statuses}
-        for index, t in enumerate(defn.transitions):
-            sources = statuses if t.sources == ("*",) else list(t.sources)
+        expanded = [
+            (index, t, statuses if t.sources == ("*",) else list(t.sources))
+            for index, t in enumerate(defn.transitions)
+        ]
+        candidates: dict[tuple[str, str], list[int]] = {}
+        for index, t, sources in expanded:
+            for source in sources:
+                candidates.setdefault((t.trigger, source), []).append(index)
+        # Where a trigger has one transition from a status, the status alone says which one
+        # fired; only guarded alternatives need a callback that marks the one taken.
+        self._only: dict[tuple[str, str], int] = {
+            pair: found[0] for pair, found in candidates.items() if len(found) == 1
+        }
+        for index, t, sources in expanded:
+            guards: list[Any] = [_GuardCall(g, True) for g in t.conditions]
+            guards += [_GuardCall(g, False) for g in t.unless]
+            ambiguous = any(len(candidates[(t.trigger, s)]) > 1 for s in sources)
             self.machine.add_transition(
                 t.trigger,
-                sources,
+                list[Any](sources),
                 t.dest,
-                conditions=[_GuardCall(g, True) for g in t.conditions]
-                + [_GuardCall(g, False) for g in t.unless],
-                after=[_Mark(index)],
+                conditions=guards,
+                after=[_Mark(index)] if ambiguous else [],
             )
-            for source in sources:
-                allowed[source][t.trigger] = None
+        allowed: dict[str, dict[str, None]] = {s: {} for s in statuses}
+        for trigger, source in candidates:
+            allowed[source][trigger] = None
         #: Triggers allowed from each status by source alone, in declaration order.
         self.allowed: dict[str, tuple[str, ...]] = {s: tuple(a) for s, a in allowed.items()}
         self._events = self.machine.events
 
     def drive(self, outcome: Outcome) -> bool:
-        """Fire ``outcome.trigger`` on the stand-in; False when every guard path said no."""
-        return bool(self._events[outcome.trigger].trigger(outcome))
+        """Fire ``outcome.trigger`` on the stand-in; False when every guard path said no.
+
+        On success, ``outcome.status`` is the destination and ``outcome.transition`` the
+        index of the declared transition that fired.
+        """
+        source = outcome.status
+        if not self._events[outcome.trigger].trigger(outcome):
+            return False
+        if outcome.transition < 0:
+            outcome.transition = self._only[(outcome.trigger, source)]
+        return True

@@ -50,13 +50,17 @@ def expand_env(value: Any, *, where: str = "") -> Any:
 
         return _VAR.sub(substitute, value)
     if isinstance(value, Mapping):
-        return {k: expand_env(v, where=f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        return {
+            k: expand_env(v, where=f"{where}.{k}" if where else str(k)) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [expand_env(v, where=f"{where}[{i}]") for i, v in enumerate(value)]
     return value
 
 
-def read_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[TrackerConfig, Path | None]:
+def read_config(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+) -> tuple[TrackerConfig, Path | None]:
     """Parse a config file or dict; relative spec paths are resolved against the file's folder."""
     base: Path | None = None
     if isinstance(source, Mapping):

@@ -110,7 +110,9 @@ event_adapter: TypeAdapter[JobCreated | PhaseChanged | ProgressUpdated | JobStat
 )
 
 
-def parse_event(data: dict[str, Any] | str | bytes) -> JobCreated | PhaseChanged | ProgressUpdated | JobStatusChanged:
+def parse_event(
+    data: dict[str, Any] | str | bytes,
+) -> JobCreated | PhaseChanged | ProgressUpdated | JobStatusChanged:
     """An event from its JSON form (``event.model_dump_json()``) or the dict of it."""
     if isinstance(data, str | bytes):
         return event_adapter.validate_json(data)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-
 import pluggy
 
 from .context import Action, Guard
@@ -35,22 +34,22 @@ class Veto:
 
 
 @hookspec
-def register_stores() -> Mapping[str, StoreFactory]:
-    """Stores by URL scheme: ``{"sqlite": factory}``; ``factory(url, **options)`` returns a Store."""
+def register_stores() -> Mapping[str, StoreFactory] | None:
+    """Stores by URL scheme; ``factory(url, **options)`` returns a Store."""
 
 
 @hookspec
-def register_notifiers() -> Mapping[str, Callable[..., object]]:
+def register_notifiers() -> Mapping[str, Callable[..., object]] | None:
     """Notifiers by name for config files: ``factory(**options)`` returns a plugin object."""
 
 
 @hookspec
-def register_guards() -> Mapping[str, Guard]:
+def register_guards() -> Mapping[str, Guard] | None:
     """Guards by name, referenced by a transition's ``conditions`` and ``unless``."""
 
 
 @hookspec
-def register_actions() -> Mapping[str, Action]:
+def register_actions() -> Mapping[str, Action] | None:
     """Actions by name, referenced by a transition's ``after``."""
 
 
@@ -83,5 +82,3 @@ def progress_updated(event: ProgressUpdated) -> None:
 @hookspec
 def job_status_changed(event: JobStatusChanged) -> None:
     """The job's overall status or current phase changed; the change is committed."""
-
-

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .aggregate import StatusExplanation
@@ -49,6 +48,8 @@ class JobState:
         "_actions",
         "_committer",
         "_guards",
+        "_record",
+        "_unsaved",
         "created_at",
         "job_id",
         "metadata",
@@ -79,6 +80,10 @@ class JobState:
         self._guards = guards
         self._actions = actions
         self._committer = committer
+        # A tracked job keeps the record it last committed (the store holds the same object),
+        # so a commit builds one new phase record instead of one per phase.
+        self._record: JobRecord | None = record if committer is not None else None
+        self._unsaved = False
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -140,7 +145,11 @@ class JobState:
 
     def _record_after(self, change: Change) -> JobRecord:
         """The job's record as it will be once ``change`` is applied (the job is unchanged)."""
-        phases = [p.to_record() for p in self.phases.values()]
+        base = self._record
+        if base is not None and not self._unsaved:
+            phases = list(base.phases)
+        else:
+            phases = [p.to_record() for p in self.phases.values()]
         phases[change.index] = change.after
         statuses = [p.status for p in phases]
         aggregator = self.spec.aggregator
@@ -158,15 +167,26 @@ class JobState:
             metadata=self.metadata,
         )
 
-    def _apply(self, change: Change, *, bump: bool = True) -> None:
-        """Make a planned (and, for a tracked job, committed) change visible.
-
-        ``bump=False`` is for progress a tracker keeps in memory until its next save.
-        """
+    def _apply(self, change: Change, *, committed: JobRecord | None = None) -> None:
+        """Make a planned change visible; ``committed`` is the record a tracker saved for it."""
         list(self.phases.values())[change.index]._load(change.after)
-        if bump:
-            self.version += 1
+        self.version += 1
         self.updated_at = change.at
+        if committed is not None:
+            self._record = committed
+            self._unsaved = False
+
+    def _apply_unsaved(self, change: Change) -> None:
+        """Make a progress change visible that a tracker keeps in memory until its next save."""
+        list(self.phases.values())[change.index]._load(change.after)
+        self.updated_at = change.at
+        self._unsaved = True
+
+    def _committed(self, record: JobRecord) -> None:
+        """Note that ``record`` (the job as it is in memory) was saved."""
+        self.version = record.version
+        self._record = record
+        self._unsaved = False
 
     def _run_actions(self, change: Change) -> None:
         """Run the ``after`` actions of the transition ``change`` made (already applied)."""
@@ -180,7 +200,7 @@ class JobState:
             job=self,
             phase=phase,
             trigger=change.trigger,
-            source=change.before.status,
+            source=change.source,
             dest=change.after.status,
             error=change.error,
             data=change.data or {},
@@ -234,5 +254,3 @@ class JobState:
             f"<JobState {self.job_id!r} ({self.spec.name}) {self.get_overall_status()} "
             f"{self.get_overall_progress():.1f}% v{self.version}>"
         )
-
-

@@ -6,7 +6,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from .checks import analyse
 from .errors import SpecError, SpecIssue
+from .loader import definition_from_dict, load_definition, parse_definition
 from .phaseset import PhaseSet
 
 __all__ = ["check_spec", "load_phase_set", "load_spec", "parse_spec", "spec_from_dict"]
@@ -17,8 +19,6 @@ def load_spec(path_or_name: str | os.PathLike[str]) -> PhaseSet:
 
     Raises ``SpecError`` listing every problem, each located in the file.
     """
-    from .loader import load_definition
-
     definition, locations = load_definition(path_or_name)
     filename = str(path_or_name)
     if "/" not in filename and not filename.endswith((".yaml", ".yml")):
@@ -28,16 +28,12 @@ def load_spec(path_or_name: str | os.PathLike[str]) -> PhaseSet:
 
 def parse_spec(text: str | bytes, filename: str = "<string>") -> PhaseSet:
     """Parse a phase set from YAML text; ``SpecError`` lists every problem."""
-    from .loader import parse_definition
-
     definition, locations = parse_definition(text, filename)
     return PhaseSet(definition, locations=locations, filename=filename)
 
 
 def spec_from_dict(data: Mapping[str, Any], filename: str = "<dict>") -> PhaseSet:
     """Build a phase set from already-parsed data (e.g. a definition a store kept)."""
-    from .loader import definition_from_dict
-
     definition, locations = definition_from_dict(data, filename)
     return PhaseSet(definition, locations=locations, filename=filename)
 
@@ -52,8 +48,6 @@ def check_spec(spec: PhaseSet, *, strict: bool = False) -> list[SpecIssue]:
     Finds unreachable statuses, statuses with no way out, terminal statuses with
     outgoing transitions and aggregation rules that earlier rules shadow.
     """
-    from .checks import analyse
-
     issues = analyse(spec.definition, spec.locations, spec.filename)
     if strict and issues:
         raise SpecError(

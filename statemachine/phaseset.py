@@ -61,7 +61,9 @@ class PhaseSet:
         self.aggregator = Aggregator(definition)
         self.initial_status = definition.initial_status
         self.progress_cap = definition.progress.cap_until_success
-        self.triggers: tuple[str, ...] = tuple(dict.fromkeys(t.trigger for t in definition.transitions))
+        self.triggers: tuple[str, ...] = tuple(
+            dict.fromkeys(t.trigger for t in definition.transitions)
+        )
         self.statuses: tuple[str, ...] = tuple(definition.statuses)
         self.phase_names: tuple[str, ...] = tuple(p.name for p in definition.phases)
         self._weights = {p.name: p.weight for p in definition.phases}
@@ -174,7 +176,9 @@ class PhaseSet:
             )
         phases = tuple(
             by_name.get(name)
-            or PhaseRecord(phase_name=name, status=self.initial_status, updated_at=record.updated_at)
+            or PhaseRecord(
+                phase_name=name, status=self.initial_status, updated_at=record.updated_at
+            )
             for name in self.phase_names
         )
         if phases != record.phases:
@@ -192,5 +196,7 @@ class PhaseSet:
 
 def _fingerprint(definition: PhaseSetDef) -> str:
     """A short, stable hash of everything that defines the phase set's behaviour."""
-    canonical = json.dumps(definition.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(
+        definition.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -33,7 +33,9 @@ MAX_PHASES = 1000
 MAX_TRANSITIONS = 4096
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)]
-PhaseName = Annotated[str, StringConstraints(pattern=PHASE_NAME_PATTERN, max_length=MAX_NAME_LENGTH)]
+PhaseName = Annotated[
+    str, StringConstraints(pattern=PHASE_NAME_PATTERN, max_length=MAX_NAME_LENGTH)
+]
 Source = Annotated[
     str, StringConstraints(pattern=r"^(\*|[A-Za-z][A-Za-z0-9_]*)$", max_length=MAX_NAME_LENGTH)
 ]

@@ -143,20 +143,28 @@ class Tracker:
 
     @classmethod
     def from_config(
-        cls, source: str | os.PathLike[str] | Mapping[str, Any], **overrides: Any
+        cls,
+        source: str | os.PathLike[str] | Mapping[str, Any],
+        *,
+        plugins: Iterable[object] = (),
+        load_entrypoints: bool = True,
     ) -> Tracker:
-        """A tracker from a config file or dict: ``spec``, ``store``, ``notifiers``."""
+        """A tracker from a config file or dict: ``spec``, ``store``, ``notifiers``.
+
+        A relative spec path in a file is read relative to that file's folder.
+        """
         config, base = read_config(source)
         spec: PhaseSet | str = config.spec
         if base is not None and ("/" in config.spec or config.spec.endswith((".yaml", ".yml"))):
             spec = load_phase_set(str((base / config.spec).resolve()))
-        options = {
-            "store_options": config.store_options,
-            "progress_interval": config.progress_interval,
-        }
-        options.update(overrides)
-        plugins = list(options.pop("plugins", ()))
-        tracker = cls(spec, config.store, plugins, **options)
+        tracker = cls(
+            spec,
+            config.store,
+            plugins,
+            store_options=config.store_options,
+            progress_interval=config.progress_interval,
+            load_entrypoints=load_entrypoints,
+        )
         try:
             factories = tracker.plugins.notifiers()
             for name, notifier_options in config.notifiers.items():
@@ -217,9 +225,7 @@ class Tracker:
         return job
 
     def _attach(self, record: JobRecord) -> JobState:
-        return self.spec.restore(
-            record, guards=self._guards, actions=self._actions, committer=self
-        )
+        return self.spec.restore(record, guards=self._guards, actions=self._actions, committer=self)
 
     def _restore(self, record: JobRecord) -> JobState:
         if record.spec_name != self.spec.name:
@@ -288,7 +294,7 @@ class Tracker:
         self._check_open()
         with self._lock_for(job.job_id):
             change = plan_transition(job, phase, trigger, error, data)
-            source, dest = change.before.status, change.after.status
+            source, dest = change.source, change.after.status
             if self.plugins.wants("before_transition"):
                 request = TransitionRequest(
                     job_id=job.job_id,
@@ -321,7 +327,7 @@ class Tracker:
             )
             old_status, old_current = job.get_overall_status(), job.get_current_phase()
             self._save(job, record, [event])
-            job._apply(change)
+            job._apply(change, committed=record)
             with self._pending_lock:
                 self._pending.pop(job.job_id, None)
         failure: BaseException | None = None
@@ -342,7 +348,7 @@ class Tracker:
         with self._lock_for(job.job_id):
             change = plan_progress(job, phase, items_processed, items_total)
             if self._coalesce(job):
-                job._apply(change, bump=False)
+                job._apply_unsaved(change)
                 return
             record = self._commit_progress(job, change)
         self._announce_progress(job, record, change)
@@ -364,7 +370,7 @@ class Tracker:
     def _commit_progress(self, job: JobState, change: Change) -> JobRecord:
         record = job._record_after(change)
         self._save(job, record, [])
-        job._apply(change)
+        job._apply(change, committed=record)
         return record
 
     def _announce_progress(self, job: JobState, record: JobRecord, change: Change) -> None:
@@ -421,13 +427,11 @@ class Tracker:
                 if record.phases == stored.phases:
                     continue
                 self._save(job, record, [])
-                job.version = record.version
-            changed = [
-                (i, p) for i, p in enumerate(record.phases) if p != stored.phases[i]
-            ]
-            for index, after in changed:
-                change = Change(index=index, before=stored.phases[index], after=after, at=record.updated_at)
-                self._announce_progress(job, record, change)
+                job._committed(record)
+            for index, (before, after) in enumerate(zip(stored.phases, record.phases, strict=True)):
+                if before != after:
+                    change = Change(index, after.status, after, at=record.updated_at)
+                    self._announce_progress(job, record, change)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -444,7 +448,9 @@ class Tracker:
             for info in self.plugins.plugin_info():
                 plugin = self.plugins.get_plugin(info.name)
                 closer = getattr(plugin, "close", None)
-                if callable(closer) and not isinstance(plugin, type) and info.source != "entry point":
+                # Entry-point plugins are modules or classes shared by every tracker: only
+                # plugin objects given to (or built for) this tracker are closed with it.
+                if callable(closer) and info.source == "explicit" and not isinstance(plugin, type):
                     try:
                         closer()
                     except Exception:
@@ -464,5 +470,3 @@ class Tracker:
 
     def __repr__(self) -> str:
         return f"<Tracker {self.spec.name!r} store={type(self.store).__name__}>"
-
-

@@ -1,0 +1,287 @@
+"""Every hook: documented, tested, and behaving as docs/hooks.md says."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import statemachine
+from statemachine import (
+    MemoryStore,
+    PhaseSet,
+    Tracker,
+    TransitionContext,
+    TransitionRejected,
+    TransitionRequest,
+    Veto,
+    hookimpl,
+)
+from statemachine import hookspecs
+from statemachine.plugin_manager import HOOK_NAMES
+
+from .conftest import Recorder
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "hooks.md"
+
+
+def test_hook_names_are_the_contract() -> None:
+    assert set(HOOK_NAMES) == {
+        "register_stores",
+        "register_notifiers",
+        "register_guards",
+        "register_actions",
+        "before_transition",
+        "job_created",
+        "phase_changed",
+        "progress_updated",
+        "job_status_changed",
+    }
+
+
+@pytest.mark.parametrize("hook", HOOK_NAMES)
+def test_every_hook_is_documented_with_its_arguments(hook: str) -> None:
+    args = ", ".join(inspect.signature(getattr(hookspecs, hook)).parameters)
+    assert re.search(rf"^## {hook}\({re.escape(args)}\)$", DOCS.read_text(), re.M), (
+        f"docs/hooks.md needs a section '## {hook}({args})'"
+    )
+
+
+@pytest.mark.parametrize("hook", HOOK_NAMES)
+def test_every_hook_has_a_test(hook: str) -> None:
+    assert f"test_hook_{hook}" in globals(), f"tests/test_hooks.py needs test_hook_{hook}"
+
+
+@pytest.mark.parametrize("hook", HOOK_NAMES)
+def test_every_hook_has_a_docstring(hook: str) -> None:
+    assert (getattr(hookspecs, hook).__doc__ or "").strip()
+
+
+def test_hook_register_stores(ingestion: PhaseSet) -> None:
+    made: list[tuple[str, dict[str, Any]]] = []
+
+    class Scratch:
+        @hookimpl
+        def register_stores(self) -> dict[str, Any]:
+            def factory(url: str, **options: Any) -> MemoryStore:
+                made.append((url, options))
+                return MemoryStore()
+
+            return {"scratch": factory}
+
+    with Tracker(
+        ingestion,
+        store="scratch://x",
+        store_options={"size": 3},
+        plugins=[Scratch()],
+        load_entrypoints=False,
+    ) as tracker:
+        assert isinstance(tracker.store, MemoryStore)
+    assert made == [("scratch://x", {"size": 3})]
+
+
+def test_hook_register_notifiers(ingestion: PhaseSet) -> None:
+    seen: list[str] = []
+
+    class Printer:
+        def __init__(self, prefix: str) -> None:
+            self.prefix = prefix
+            self.closed = False
+
+        @hookimpl
+        def phase_changed(self, event: statemachine.PhaseChanged) -> None:
+            seen.append(f"{self.prefix}:{event.dest}")
+
+        def close(self) -> None:
+            seen.append("closed")
+
+    class Registers:
+        @hookimpl
+        def register_notifiers(self) -> dict[str, Any]:
+            return {"printer": Printer}
+
+    tracker = Tracker.from_config(
+        {"spec": "ingestion", "notifiers": {"printer": {"prefix": "p"}}},
+        plugins=[Registers()],
+        load_entrypoints=False,
+    )
+    tracker.create_job("j").phases["discovery"].start()
+    tracker.close()
+    assert seen == ["p:running", "closed"]
+
+
+def test_hook_register_guards(ingestion: PhaseSet) -> None:
+    spec = statemachine.parse_spec(
+        """
+phasekit: 1
+name: guarded
+statuses: {idle: {initial: true}, busy: {active: true}, done: {terminal: true, success: true}}
+transitions:
+  - {trigger: start, source: idle, dest: busy, unless: [frozen]}
+  - {trigger: finish, source: busy, dest: done}
+phases: [{name: only}]
+aggregate: {status: [{all: [done], then: done}, {otherwise: idle}]}
+"""
+    )
+    calls: list[tuple[str, str, str]] = []
+
+    class Guards:
+        @hookimpl
+        def register_guards(self) -> dict[str, Any]:
+            def frozen(ctx: TransitionContext) -> bool:
+                calls.append((ctx.source, ctx.dest, ctx.phase.status))
+                return bool(ctx.data.get("frozen"))
+
+            return {"frozen": frozen}
+
+    with Tracker(spec, plugins=[Guards()], load_entrypoints=False) as tracker:
+        phase = tracker.create_job("j").phases["only"]
+        with pytest.raises(TransitionRejected, match="'frozen'"):
+            phase.start(frozen=True)
+        phase.start()
+        assert phase.status == "busy"
+    assert calls == [("idle", "busy", "idle")] * 2  # the phase is unchanged while guarded
+
+
+def test_hook_register_actions() -> None:
+    spec = statemachine.parse_spec(
+        """
+phasekit: 1
+name: acted
+statuses: {idle: {initial: true}, done: {terminal: true, success: true}}
+transitions: [{trigger: finish, source: idle, dest: done, after: [celebrate]}]
+phases: [{name: only}]
+aggregate: {status: [{all: [done], then: done}, {otherwise: idle}]}
+"""
+    )
+    seen: list[tuple[str, int]] = []
+
+    class Actions:
+        @hookimpl
+        def register_actions(self) -> dict[str, Any]:
+            return {"celebrate": lambda ctx: seen.append((ctx.phase.status, ctx.job.version))}
+
+    with Tracker(spec, plugins=[Actions()], load_entrypoints=False) as tracker:
+        tracker.create_job("j").phases["only"].finish()
+    assert seen == [("done", 2)]  # after the commit: new status, new version
+
+
+def test_hook_before_transition(ingestion: PhaseSet) -> None:
+    requests: list[TransitionRequest] = []
+
+    class Policy:
+        @hookimpl
+        def before_transition(self, event: TransitionRequest) -> Veto | None:
+            requests.append(event)
+            return Veto("not today") if event.trigger == "complete" else None
+
+    with Tracker(ingestion, plugins=[Policy()], load_entrypoints=False) as tracker:
+        phase = tracker.create_job("j").phases["discovery"]
+        phase.start(worker="w1")
+        with pytest.raises(TransitionRejected, match="not today"):
+            phase.complete()
+        assert phase.status == "running"
+    assert [(r.trigger, r.source, r.dest) for r in requests] == [
+        ("start", "not_started", "running"),
+        ("complete", "running", "completed"),
+    ]
+    assert requests[0].data == {"worker": "w1"}
+
+
+def test_a_raising_veto_plugin_rejects_the_transition(ingestion: PhaseSet) -> None:
+    class Broken:
+        @hookimpl
+        def before_transition(self, event: TransitionRequest) -> Veto | None:
+            raise RuntimeError("policy service down")
+
+    with Tracker(ingestion, plugins=[Broken()], load_entrypoints=False) as tracker:
+        phase = tracker.create_job("j").phases["discovery"]
+        with pytest.raises(TransitionRejected, match="policy service down"):
+            phase.start()
+        assert phase.status == "not_started"
+
+
+def test_hook_job_created(tracker: Tracker, recorder: Recorder) -> None:
+    tracker.create_job("j", metadata={"k": 1})
+    (event,) = recorder.events
+    assert isinstance(event, statemachine.JobCreated)
+    assert (event.job_id, event.version, event.spec, event.initial_status) == (
+        "j",
+        1,
+        "ingestion",
+        "not_started",
+    )
+    assert event.phases == ["discovery", "extraction", "transformation", "loading"]
+
+
+def test_hook_phase_changed(tracker: Tracker, recorder: Recorder) -> None:
+    tracker.create_job("j").phases["extraction"].fail("no input")
+    event = recorder.events[1]
+    assert isinstance(event, statemachine.PhaseChanged)
+    assert (event.phase, event.trigger, event.source, event.dest, event.error) == (
+        "extraction",
+        "fail",
+        "not_started",
+        "failed",
+        "no input",
+    )
+    assert event.at.tzinfo is not None and event.version == 2
+
+
+def test_hook_progress_updated(tracker: Tracker, recorder: Recorder) -> None:
+    phase = tracker.create_job("j").phases["discovery"]
+    phase.start()
+    phase.update_progress(items_processed=30, items_total=60)
+    event = recorder.events[-1]
+    assert isinstance(event, statemachine.ProgressUpdated)
+    assert (event.items_processed, event.items_total, event.progress, event.job_progress) == (
+        30,
+        60,
+        50.0,
+        12.5,
+    )
+
+
+def test_hook_job_status_changed(tracker: Tracker, recorder: Recorder) -> None:
+    phase = tracker.create_job("j").phases["discovery"]
+    phase.start()
+    phase.pause()  # aggregate unchanged: running, discovery
+    phase.resume()
+    phase.complete()  # current phase moves on
+    changes = [e for e in recorder.events if isinstance(e, statemachine.JobStatusChanged)]
+    assert [(c.old_current_phase, c.new_current_phase, c.new_status) for c in changes] == [
+        ("discovery", "discovery", "running"),
+        ("discovery", "extraction", "running"),
+    ]
+    assert changes[1].progress == 25.0
+
+
+def test_no_event_is_built_when_no_plugin_implements_its_hook(ingestion: PhaseSet) -> None:
+    built: list[str] = []
+    original = statemachine.events.ProgressUpdated.__init__
+
+    class Counting(statemachine.events.ProgressUpdated):
+        def __init__(self, **data: Any) -> None:
+            built.append("x")
+            original(self, **data)
+
+    import statemachine.tracker as tracker_module
+
+    saved = tracker_module.ProgressUpdated
+    tracker_module.ProgressUpdated = Counting  # type: ignore[misc]
+    try:
+        with Tracker(ingestion, load_entrypoints=False) as tracker:
+            phase = tracker.create_job("j").phases["discovery"]
+            phase.start()
+            phase.update_progress(items_processed=1, items_total=2)
+        assert built == []
+        with Tracker(ingestion, plugins=[Recorder()], load_entrypoints=False) as tracker:
+            phase = tracker.create_job("j").phases["discovery"]
+            phase.start()
+            phase.update_progress(items_processed=1, items_total=2)
+        assert built == ["x"]
+    finally:
+        tracker_module.ProgressUpdated = saved  # type: ignore[misc]

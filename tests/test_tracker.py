@@ -1,0 +1,387 @@
+"""The Tracker and its commit protocol, on the memory store."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+import statemachine
+from statemachine import (
+    ConcurrentUpdateError,
+    InvalidTransition,
+    JobExists,
+    JobNotFound,
+    JobRecord,
+    MemoryStore,
+    PersistenceError,
+    PhaseKitError,
+    PhaseSet,
+    Tracker,
+    TransitionRejected,
+    TransitionRequest,
+    Veto,
+    hookimpl,
+)
+from statemachine.events import HistoryEvent
+
+from .conftest import Recorder
+
+
+class FailingStore(MemoryStore):
+    """A memory store whose saves fail, as a disk or a network would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail = False
+
+    def save(
+        self, record: JobRecord, *, expected_version: int, events: Sequence[HistoryEvent]
+    ) -> None:
+        if self.fail:
+            raise OSError("disk full")
+        super().save(record, expected_version=expected_version, events=events)
+
+
+def test_create_job_stores_it_and_announces_it(tracker: Tracker, recorder: Recorder) -> None:
+    job = tracker.create_job("job-42", metadata={"source": "s3://bucket"})
+    assert job.version == 1
+    assert tracker.get_job("job-42").to_schema() == job.to_schema()
+    assert recorder.types == ["job_created"]
+    assert recorder.events[0].metadata == {"source": "s3://bucket"}  # type: ignore[union-attr]
+
+
+def test_create_job_twice_raises_job_exists(tracker: Tracker) -> None:
+    tracker.create_job("dup")
+    with pytest.raises(JobExists):
+        tracker.create_job("dup")
+
+
+def test_get_job_of_unknown_id_raises_job_not_found(tracker: Tracker) -> None:
+    with pytest.raises(JobNotFound, match="no job 'nope'"):
+        tracker.get_job("nope")
+
+
+def test_metadata_must_be_json_serialisable(tracker: Tracker) -> None:
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        tracker.create_job("j", metadata={"when": object()})
+    with pytest.raises(JobNotFound):
+        tracker.get_job("j")
+
+
+def test_huge_metadata_is_rejected(tracker: Tracker) -> None:
+    with pytest.raises(ValueError, match="at most"):
+        tracker.create_job("j", metadata={"blob": "x" * 2_000_000})
+
+
+def test_events_arrive_once_per_change_in_protocol_order(
+    tracker: Tracker, recorder: Recorder
+) -> None:
+    job = tracker.create_job("j")
+    phase = job.phases["discovery"]
+    phase.start()
+    phase.update_progress(items_processed=5, items_total=10)
+    phase.pause()
+    phase.resume()
+    phase.complete()
+    assert recorder.types == [
+        "job_created",
+        "phase_changed",  # start: not_started -> running
+        "job_status_changed",  # not_started/discovery -> running/discovery
+        "progress_updated",
+        "phase_changed",  # pause: aggregate unchanged (running, discovery)
+        "phase_changed",  # resume
+        "phase_changed",  # complete
+        "job_status_changed",  # current phase discovery -> extraction
+    ]
+    versions = [e.version for e in recorder.events]
+    assert versions == [1, 2, 2, 3, 4, 5, 6, 6]
+
+
+def test_job_status_changed_carries_old_and_new_aggregate(
+    tracker: Tracker, recorder: Recorder
+) -> None:
+    job = tracker.create_job("j")
+    job.phases["discovery"].start()
+    changed = [e for e in recorder.events if e.type == "job_status_changed"]
+    assert len(changed) == 1
+    event = changed[0]
+    assert (event.old_status, event.new_status) == ("not_started", "running")  # type: ignore[union-attr]
+    assert (event.old_current_phase, event.new_current_phase) == ("discovery", "discovery")  # type: ignore[union-attr]
+
+
+def test_history_lists_creation_and_every_status_change(tracker: Tracker) -> None:
+    job = tracker.create_job("j")
+    phase = job.phases["extraction"]
+    phase.start()
+    phase.update_progress(items_processed=1, items_total=2)
+    phase.fail("boom")
+    history = tracker.history("j")
+    assert [e.type for e in history] == ["job_created", "phase_changed", "phase_changed"]
+    assert [(e.source, e.dest, e.error) for e in history[1:]] == [  # type: ignore[union-attr]
+        ("not_started", "running", None),
+        ("running", "failed", "boom"),
+    ]
+
+
+class Raising:
+    @hookimpl
+    def phase_changed(self, event: statemachine.PhaseChanged) -> None:
+        raise RuntimeError("notifier down")
+
+    @hookimpl
+    def job_status_changed(self, event: statemachine.JobStatusChanged) -> None:
+        raise RuntimeError("notifier down")
+
+
+@pytest.mark.parametrize("position", ["first", "last"])
+def test_a_raising_notifier_reaches_neither_caller_nor_state_nor_other_plugins(
+    ingestion: PhaseSet, position: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = Recorder()
+    plugins = [Raising(), recorder] if position == "first" else [recorder, Raising()]
+    with Tracker(ingestion, plugins=plugins, load_entrypoints=False) as tracker:
+        job = tracker.create_job("j")
+        job.phases["discovery"].start()
+        assert job.phases["discovery"].status == "running"
+        assert tracker.get_job("j").phases["discovery"].status == "running"
+    assert recorder.types == ["job_created", "phase_changed", "job_status_changed"]
+    assert "notifier down" in caplog.text
+    assert "Raising" in caplog.text
+
+
+class Policy:
+    @hookimpl
+    def before_transition(self, event: TransitionRequest) -> Veto | None:
+        if event.phase == "loading" and event.trigger == "start":
+            return Veto("loading waits for the maintenance window")
+        return None
+
+
+def test_a_veto_rejects_with_its_reason_and_changes_nothing(
+    ingestion: PhaseSet, recorder: Recorder
+) -> None:
+    with Tracker(ingestion, plugins=[Policy(), recorder], load_entrypoints=False) as tracker:
+        job = tracker.create_job("j")
+        with pytest.raises(TransitionRejected, match="maintenance window") as info:
+            job.phases["loading"].start()
+        assert "Policy" in (info.value.rejected_by or "")
+        assert job.phases["loading"].status == "not_started"
+        assert job.version == 1
+        assert tracker.get_job("j").version == 1
+        assert len(tracker.history("j")) == 1
+        job.phases["discovery"].start()  # other transitions still pass
+    assert recorder.types == ["job_created", "phase_changed", "job_status_changed"]
+
+
+def test_every_veto_plugin_is_asked(ingestion: PhaseSet) -> None:
+    asked: list[str] = []
+
+    class Ask:
+        def __init__(self, name: str, veto: bool) -> None:
+            self.name, self.veto = name, veto
+
+        @hookimpl
+        def before_transition(self, event: TransitionRequest) -> Veto | None:
+            asked.append(self.name)
+            return Veto(f"{self.name} says no") if self.veto else None
+
+    plugins = [Ask("a", True), Ask("b", False), Ask("c", True)]
+    with Tracker(ingestion, plugins=plugins, load_entrypoints=False) as tracker:
+        with pytest.raises(TransitionRejected) as info:
+            tracker.create_job("j").phases["discovery"].start()
+    assert sorted(asked) == ["a", "b", "c"]
+    assert "a says no" in info.value.reason and "c says no" in info.value.reason
+
+
+def test_a_store_failure_leaves_the_job_exactly_as_before(
+    ingestion: PhaseSet, recorder: Recorder
+) -> None:
+    store = FailingStore()
+    with Tracker(ingestion, store=store, plugins=[recorder], load_entrypoints=False) as tracker:
+        job = tracker.create_job("j")
+        before = job.to_schema()
+        store.fail = True
+        with pytest.raises(PersistenceError, match="disk full"):
+            job.phases["discovery"].start()
+        with pytest.raises(PersistenceError):
+            job.phases["discovery"].update_progress(items_processed=3)
+        assert job.to_schema() == before
+        store.fail = False
+        job.phases["discovery"].start()  # the job is still usable
+        assert tracker.get_job("j").phases["discovery"].status == "running"
+    assert recorder.types == ["job_created", "phase_changed", "job_status_changed"]
+
+
+def test_a_stale_writer_gets_concurrent_update_error(tracker: Tracker) -> None:
+    tracker.create_job("j")
+    first, second = tracker.get_job("j"), tracker.get_job("j")
+    first.phases["discovery"].start()
+    with pytest.raises(ConcurrentUpdateError, match="expected version 1.*version 2"):
+        second.phases["discovery"].start()
+    assert second.phases["discovery"].status == "not_started"
+    fresh = tracker.get_job("j")
+    assert fresh.phases["discovery"].status == "running"
+
+
+def test_many_threads_driving_one_job_lose_nothing(tracker: Tracker) -> None:
+    job = tracker.create_job("j")
+    for phase in job.phases.values():
+        phase.start()
+        phase.update_progress(items_processed=0, items_total=10_000)
+    errors: list[BaseException] = []
+
+    def work(name: str) -> None:
+        phase = job.phases[name]
+        try:
+            for _ in range(250):
+                with locks[name]:
+                    phase.update_progress(items_processed=phase.items_processed + 1)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    locks = {name: threading.Lock() for name in job.phases}
+    threads = [threading.Thread(target=work, args=(name,)) for name in job.phases for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    stored = tracker.get_job("j")
+    assert [p.items_processed for p in stored.phases.values()] == [500] * 4
+    assert stored.version == job.version == 1 + 4 + 4 + 2000
+
+
+def test_threads_firing_the_same_trigger_commit_it_once(tracker: Tracker) -> None:
+    job = tracker.create_job("j")
+    phase = job.phases["discovery"]
+    outcomes: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            phase.start()
+            outcomes.append("ok")
+        except InvalidTransition:
+            outcomes.append("invalid")
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["invalid"] * 7 + ["ok"]
+    assert len(tracker.history("j")) == 2
+
+
+def test_unknown_store_scheme_names_the_known_ones(ingestion: PhaseSet) -> None:
+    with pytest.raises(PhaseKitError, match=r"no store for redis:// URLs; known schemes: .*memory"):
+        Tracker(ingestion, store="redis://localhost", load_entrypoints=False)
+
+
+def test_spec_guards_must_be_registered_at_construction() -> None:
+    spec = statemachine.parse_spec(
+        """
+phasekit: 1
+name: g
+statuses: {a: {initial: true}, b: {terminal: true, success: true}}
+transitions: [{trigger: go, source: a, dest: b, conditions: [ready]}]
+phases: [{name: p}]
+aggregate: {status: [{otherwise: a}]}
+"""
+    )
+    with pytest.raises(PhaseKitError, match="guards 'ready' that no plugin registers"):
+        Tracker(spec, load_entrypoints=False)
+
+    class Guards:
+        @hookimpl
+        def register_guards(self) -> dict[str, statemachine.Guard]:
+            return {"ready": lambda ctx: ctx.data.get("ok") is True}
+
+    with Tracker(spec, plugins=[Guards()], load_entrypoints=False) as tracker:
+        job = tracker.create_job("j")
+        with pytest.raises(TransitionRejected, match="guard 'ready' said no"):
+            job.phases["p"].go()
+        job.phases["p"].go(ok=True)
+        assert job.phases["p"].status == "b"
+
+
+def test_a_misspelled_hook_is_an_error_naming_it(ingestion: PhaseSet) -> None:
+    class Typo:
+        @hookimpl
+        def phase_change(self, event: object) -> None: ...
+
+    with pytest.raises(PhaseKitError, match="'phase_change'.*did you mean 'phase_changed'"):
+        Tracker(ingestion, plugins=[Typo()], load_entrypoints=False)
+
+
+def test_progress_coalescing_saves_at_most_once_per_interval(
+    ingestion: PhaseSet, recorder: Recorder
+) -> None:
+    with Tracker(
+        ingestion, plugins=[recorder], progress_interval=3600, load_entrypoints=False
+    ) as tracker:
+        job = tracker.create_job("j")
+        phase = job.phases["discovery"]
+        phase.start()
+        for n in range(1, 101):
+            phase.update_progress(items_processed=n, items_total=200)
+        assert phase.items_processed == 100  # memory is current
+        assert tracker.get_job("j").phases["discovery"].items_processed == 1  # one save
+        assert recorder.types.count("progress_updated") == 1
+        phase.pause()  # a status change saves the pending counters with it
+        stored = tracker.get_job("j").phases["discovery"]
+        assert (stored.status, stored.items_processed) == ("paused", 100)
+
+
+def test_close_flushes_coalesced_progress(ingestion: PhaseSet, recorder: Recorder) -> None:
+    store = MemoryStore()
+    tracker = Tracker(
+        ingestion, store=store, plugins=[recorder], progress_interval=3600, load_entrypoints=False
+    )
+    job = tracker.create_job("j")
+    phase = job.phases["discovery"]
+    phase.start()
+    phase.update_progress(items_processed=1, items_total=10)
+    phase.update_progress(items_processed=7)
+    tracker.close()
+    record = store.load("j")
+    assert record is not None and record.phases[0].items_processed == 7
+    assert recorder.types.count("progress_updated") == 2
+
+
+def test_a_closed_tracker_refuses_changes(ingestion: PhaseSet) -> None:
+    tracker = Tracker(ingestion, load_entrypoints=False)
+    job = tracker.create_job("j")
+    tracker.close()
+    with pytest.raises(PhaseKitError, match="closed"):
+        job.phases["discovery"].start()
+
+
+def test_list_jobs_filters_by_overall_status(tracker: Tracker) -> None:
+    tracker.create_job("a")
+    tracker.create_job("b").phases["discovery"].start()
+    tracker.create_job("c").phases["discovery"].fail("x")
+    assert [j.job_id for j in tracker.list_jobs(status="running")] == ["b"]
+    assert {j.job_id for j in tracker.list_jobs()} == {"a", "b", "c"}
+    assert len(tracker.list_jobs(limit=2)) == 2
+
+
+def test_from_config_reads_environment_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    monkeypatch.setenv("PHASEKIT_TEST_STORE", "memory://")
+    with Tracker.from_config({"spec": "ingestion", "store": "${PHASEKIT_TEST_STORE}"}) as tracker:
+        assert isinstance(tracker.store, MemoryStore)
+
+
+def test_from_config_names_a_missing_variable() -> None:
+    with pytest.raises(PhaseKitError, match="PHASEKIT_SURELY_UNSET is not set"):
+        Tracker.from_config({"spec": "ingestion", "store": "${PHASEKIT_SURELY_UNSET}"})
+
+
+def test_from_config_rejects_unknown_notifiers() -> None:
+    with pytest.raises(PhaseKitError, match="unknown notifier 'pager'"):
+        Tracker.from_config({"spec": "ingestion", "notifiers": {"pager": {}}})
