@@ -76,6 +76,13 @@ def load_definition(path_or_name: str | os.PathLike[str]) -> tuple[PhaseSetDef, 
     return parse_definition(_read(source, filename), filename)
 
 
+def source_name(path_or_name: str | os.PathLike[str]) -> str:
+    """The file name issues of ``load_definition(path_or_name)`` carry."""
+    if _is_bare_name(path_or_name):
+        return str(_bundled_folder() / f"{path_or_name}.yaml")
+    return str(path_or_name)
+
+
 def bundled_names() -> list[str]:
     """The names of the phase sets shipped with phasekit, sorted."""
     folder = _bundled_folder()

@@ -8,7 +8,7 @@ from typing import Any
 
 from .checks import analyse
 from .errors import SpecError, SpecIssue
-from .loader import definition_from_dict, load_definition, parse_definition
+from .loader import definition_from_dict, load_definition, parse_definition, source_name
 from .phaseset import PhaseSet
 
 __all__ = ["check_spec", "load_phase_set", "load_spec", "parse_spec", "spec_from_dict"]
@@ -20,10 +20,7 @@ def load_spec(path_or_name: str | os.PathLike[str]) -> PhaseSet:
     Raises ``SpecError`` listing every problem, each located in the file.
     """
     definition, locations = load_definition(path_or_name)
-    filename = str(path_or_name)
-    if "/" not in filename and not filename.endswith((".yaml", ".yml")):
-        filename = f"{filename}.yaml"
-    return PhaseSet(definition, locations=locations, filename=filename)
+    return PhaseSet(definition, locations=locations, filename=source_name(path_or_name))
 
 
 def parse_spec(text: str | bytes, filename: str = "<string>") -> PhaseSet:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "MAX_NAME_LENGTH",
@@ -158,7 +165,7 @@ class AggregateDef(_Model):
 class PhaseSetDef(_Model):
     """A phase set: statuses, transitions, ordered phases and aggregation rules."""
 
-    phasekit: Literal[1] = Field(description="Format version.")
+    phasekit: Literal[1] = Field(description="Format version (the integer 1).")
     name: PhaseName
     description: Text | None = None
     statuses: Annotated[dict[Name, StatusDef], Field(min_length=1, max_length=MAX_STATUSES)]
@@ -166,6 +173,14 @@ class PhaseSetDef(_Model):
     phases: Annotated[list[PhaseDef], Field(min_length=1, max_length=MAX_PHASES)]
     progress: ProgressDef = Field(default_factory=ProgressDef)
     aggregate: AggregateDef
+
+    @field_validator("phasekit", mode="before")
+    @classmethod
+    def _integer_version(cls, value: object) -> object:
+        # Literal[1] alone lets True and 1.0 through (they compare equal to 1).
+        if isinstance(value, bool | float):
+            raise ValueError(f"the format version is the integer 1, not {value!r}")
+        return value
 
     @property
     def initial_status(self) -> str:

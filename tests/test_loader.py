@@ -652,3 +652,15 @@ def test_a_dict_nested_too_deep_is_too_deep() -> None:
     with pytest.raises(SpecError) as caught:
         definition_from_dict({"phasekit": 1, "name": deep})
     assert [i.code for i in caught.value.issues] == ["too-deep"]
+
+
+@pytest.mark.parametrize("version", ["true", "1.0"])
+def test_format_version_must_be_the_integer_one(version: str) -> None:
+    text = (
+        (Path(__file__).resolve().parent.parent / "config" / "ingestion.yaml")
+        .read_text()
+        .replace("phasekit: 1", f"phasekit: {version}")
+    )
+    with pytest.raises(SpecError) as info:
+        parse_definition(text, "v.yaml")
+    assert [(i.code, i.path) for i in info.value.issues] == [("invalid-value", "phasekit")]
