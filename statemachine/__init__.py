@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .aggregate import StatusExplanation
+from .configfile import ConfigError
 from .context import Action, Guard, TransitionContext
 from .errors import (
     ConcurrentUpdateError,
@@ -42,6 +43,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Action",
     "ConcurrentUpdateError",
+    "ConfigError",
     "Event",
     "Guard",
     "InvalidTransition",

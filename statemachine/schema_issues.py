@@ -217,7 +217,7 @@ def _size_issue(error: _Error, path: str, value: object) -> SchemaIssue:
         return SchemaIssue("too-many", f"too many {what}: {actual}, at most {limit} allowed", path)
     kind = "mapping" if isinstance(value, dict) else "list"
     least = ctx.get("min_length", 1)
-    return SchemaIssue("empty", f"{what} is an empty {kind}; it needs at least {least}", path)
+    return SchemaIssue("empty-list", f"{what} is an empty {kind}; it needs at least {least}", path)
 
 
 def _value_message(details: ErrorDetails, key: str | int) -> str:

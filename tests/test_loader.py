@@ -341,7 +341,7 @@ def test_an_empty_phase_list_is_empty() -> None:
     text = VALID.replace("  - {name: fetch}\n  - {name: store, weight: 2}\n", "").replace(
         "phases:\n", "phases: []\n"
     )
-    issue = the_issue(text, "empty")
+    issue = the_issue(text, "empty-list")
     assert (issue.path, at(issue)) == ("phases", position(text, "phases"))
 
 

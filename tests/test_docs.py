@@ -1,0 +1,83 @@
+"""The documentation states what the code does: codes, limits and examples."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import statemachine
+from statemachine import loader, spec
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = ["schema_issues.py", "semantics.py", "yamlcompose.py", "yamlnodes.py", "loader.py"]
+
+
+def _codes_in(*files: str) -> set[str]:
+    text = "".join((ROOT / "statemachine" / f).read_text() for f in files)
+    return set(re.findall(r'"([a-z]+(?:-[a-z]+)+)"', text))
+
+
+def _documented_codes(section: str) -> set[str]:
+    text = (ROOT / "docs" / "format.md").read_text().split(f"## {section}\n", 1)[1]
+    text = text.split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([a-z-]+)` \|", text, re.M))
+
+
+def test_every_error_code_is_documented() -> None:
+    # Issue codes are the hyphenated string literals of the loader's modules.
+    assert _codes_in(*SOURCES) == _documented_codes("Error codes")
+
+
+def test_every_warning_code_is_documented() -> None:
+    assert _codes_in("checks.py") == _documented_codes("Warnings")
+
+
+def test_documented_limits_are_the_enforced_ones() -> None:
+    text = (ROOT / "docs" / "format.md").read_text()
+    for value, code in [
+        (loader.MAX_DOCUMENT_BYTES, "document-too-large"),
+        (loader.MAX_NODES, "too-many-nodes"),
+        (loader.MAX_DEPTH, "too-deep"),
+    ]:
+        assert f"| {value:,} " in text or f"| {value} " in text, code
+    for value in (spec.MAX_STATUSES, spec.MAX_PHASES, spec.MAX_TRANSITIONS, spec.MAX_NAME_LENGTH):
+        assert f"{value:,}" in text
+
+
+def _yaml_blocks(path: Path) -> list[str]:
+    return re.findall(r"```yaml\n(.*?)```", path.read_text(), re.S)
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/format.md"])
+def test_phase_sets_in_the_docs_are_valid_and_clean(doc: str) -> None:
+    blocks = [b for b in _yaml_blocks(ROOT / doc) if b.lstrip().startswith(("phasekit:", "#"))]
+    phase_sets = [b for b in blocks if "phasekit: 1" in b]
+    assert phase_sets
+    for block in phase_sets:
+        loaded = statemachine.parse_spec(block, doc)
+        assert statemachine.check_spec(loaded) == []
+
+
+def test_readme_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (ROOT / "README.md").read_text()
+    video = next(b for b in _yaml_blocks(ROOT / "README.md") if b.startswith("# video.yaml"))
+    (tmp_path / "video.yaml").write_text(video)
+    code = re.search(r"### 2\. Drive jobs from Python\n\n```python\n(.*?)```", readme, re.S)
+    assert code is not None
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    exec(compile(code[1], "README.md", "exec"), namespace)
+    job = namespace["job"]
+    assert isinstance(job, statemachine.JobState)
+    assert job.get_overall_status() == "failed"
+    assert job.explain_status().phases == ("transcode",)
+    detached = statemachine.load_spec("video.yaml").new_job("upload-1")
+    detached.phases["probe"].start()
+    detached.phases["probe"].finish()
+    assert (
+        detached.get_overall_status(),
+        detached.get_current_phase(),
+        detached.get_overall_progress(),
+    ) == ("processing", "transcode", 10.0)

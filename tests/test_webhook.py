@@ -1,0 +1,496 @@
+"""The webhook notifier against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+import plugins.webhook
+from plugins.webhook import WebhookNotifier, verify_signature
+from statemachine import PhaseChanged, PhaseSet, Tracker, parse_event
+
+SECRET = "s3cr3t-do-not-leak-4f9a"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One POST the receiver got."""
+
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+    @property
+    def json(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.body)
+        return data
+
+
+class _Server(ThreadingHTTPServer):
+    receiver: Receiver
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that gave up on a slow answer is expected here
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        status, delay = self.server.receiver.record(Request(headers, body))
+        if delay:
+            self.server.receiver.release.wait(delay)
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class Receiver:
+    """A webhook endpoint that records requests and answers with the planned statuses."""
+
+    def __init__(self) -> None:
+        self.requests: list[Request] = []
+        self.statuses: list[int] = []  # answered in order, then 200
+        self.delay = 0.0  # seconds to sleep before answering
+        self.release = threading.Event()  # cuts every sleep short (at teardown)
+        self._cond = threading.Condition()
+        self.server = _Server(("127.0.0.1", 0), _Handler)
+        self.server.receiver = self
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+
+    def record(self, request: Request) -> tuple[int, float]:
+        with self._cond:
+            self.requests.append(request)
+            self._cond.notify_all()
+            return (self.statuses.pop(0) if self.statuses else 200), self.delay
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.requests) >= count, timeout)
+
+    def event_types(self) -> list[str]:
+        return [r.json["event"]["type"] for r in self.requests]
+
+    def stop(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def notifier_factory() -> Iterator[Callable[..., WebhookNotifier]]:
+    """Builds notifiers with fast retries for tests, and closes them afterwards."""
+    made: list[WebhookNotifier] = []
+
+    def make(url: str, **options: Any) -> WebhookNotifier:
+        options.setdefault("backoff", 0.01)
+        options.setdefault("max_backoff", 0.05)
+        options.setdefault("close_timeout", 2.0)
+        notifier = WebhookNotifier(url, **options)
+        made.append(notifier)
+        return notifier
+
+    yield make
+    for notifier in made:
+        notifier.close()
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/hooks"
+
+
+def phase_event(job_id: str = "job-42", version: int = 1) -> PhaseChanged:
+    return PhaseChanged(
+        job_id=job_id,
+        version=version,
+        phase="extraction",
+        trigger="start",
+        source="not_started",
+        dest="running",
+    )
+
+
+# -- signing and format ----------------------------------------------------------------------
+
+
+def test_signature_verifies_with_the_secret(receiver: Receiver, notifier_factory: Any) -> None:
+    notifier = notifier_factory(receiver.url, secret=SECRET)
+    notifier.phase_changed(phase_event())
+    assert receiver.wait_for(1)
+    request = receiver.requests[0]
+    assert request.headers["x-phasekit-signature"].startswith("sha256=")
+    assert verify_signature(SECRET, request.body, request.headers["x-phasekit-signature"])
+
+
+def test_signature_fails_with_a_wrong_secret(receiver: Receiver, notifier_factory: Any) -> None:
+    notifier = notifier_factory(receiver.url, secret=SECRET)
+    notifier.phase_changed(phase_event())
+    assert receiver.wait_for(1)
+    request = receiver.requests[0]
+    assert not verify_signature("wrong", request.body, request.headers["x-phasekit-signature"])
+
+
+def test_signature_fails_for_a_tampered_body(receiver: Receiver, notifier_factory: Any) -> None:
+    notifier = notifier_factory(receiver.url, secret=SECRET)
+    notifier.phase_changed(phase_event())
+    assert receiver.wait_for(1)
+    request = receiver.requests[0]
+    tampered = request.body.replace(b"job-42", b"job-43")
+    assert not verify_signature(SECRET, tampered, request.headers["x-phasekit-signature"])
+
+
+def test_stale_delivery_fails_verification_with_max_age(
+    receiver: Receiver, notifier_factory: Any
+) -> None:
+    notifier = notifier_factory(receiver.url, secret=SECRET)
+    notifier.phase_changed(phase_event())
+    assert receiver.wait_for(1)
+    request = receiver.requests[0]
+    header = request.headers["x-phasekit-signature"]
+    assert verify_signature(SECRET, request.body, header, max_age=300)
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    assert not verify_signature(SECRET, request.body, header, max_age=300, now=later)
+
+
+def test_headers_name_the_event_and_give_each_delivery_a_unique_id(
+    receiver: Receiver, notifier_factory: Any
+) -> None:
+    notifier = notifier_factory(receiver.url, secret=SECRET)
+    for version in range(1, 4):
+        notifier.phase_changed(phase_event(version=version))
+    assert receiver.wait_for(3)
+    ids = [r.headers["x-phasekit-delivery"] for r in receiver.requests]
+    assert len(set(ids)) == 3
+    for request in receiver.requests:
+        assert request.headers["x-phasekit-event"] == "phase_changed"
+        assert request.headers["content-type"] == "application/json"
+
+
+def test_body_carries_the_event_its_time_and_the_delivery_id(
+    receiver: Receiver, notifier_factory: Any
+) -> None:
+    event = phase_event()
+    notifier = notifier_factory(receiver.url, secret=SECRET)
+    notifier.phase_changed(event)
+    assert receiver.wait_for(1)
+    request = receiver.requests[0]
+    body = request.json
+    assert body["delivery_id"] == request.headers["x-phasekit-delivery"]
+    assert body["attempt"] == 1
+    assert datetime.fromisoformat(body["sent_at"]).tzinfo is not None
+    assert body["event"]["type"] == "phase_changed"
+    assert parse_event(body["event"]) == event
+
+
+def test_without_a_secret_deliveries_are_unsigned(
+    receiver: Receiver, notifier_factory: Any
+) -> None:
+    notifier = notifier_factory(receiver.url)
+    notifier.phase_changed(phase_event())
+    assert receiver.wait_for(1)
+    assert "x-phasekit-signature" not in receiver.requests[0].headers
+
+
+def test_extra_headers_are_sent(receiver: Receiver, notifier_factory: Any) -> None:
+    notifier = notifier_factory(receiver.url, headers={"Authorization": "Bearer t0ken"})
+    notifier.phase_changed(phase_event())
+    assert receiver.wait_for(1)
+    assert receiver.requests[0].headers["authorization"] == "Bearer t0ken"
+
+
+def test_events_filter_sends_only_the_chosen_types(
+    receiver: Receiver, notifier_factory: Any, ingestion: PhaseSet
+) -> None:
+    notifier = notifier_factory(receiver.url, events=["job_status_changed"])
+    with Tracker(ingestion, plugins=[notifier], load_entrypoints=False) as tracker:
+        tracker.create_job("j1").phases["discovery"].start()
+    assert receiver.event_types() == ["job_status_changed"]
+
+
+# -- retries -----------------------------------------------------------------------------------
+
+
+def test_server_error_is_retried_until_delivered(receiver: Receiver, notifier_factory: Any) -> None:
+    receiver.statuses = [500, 500]
+    notifier = notifier_factory(receiver.url, secret=SECRET)
+    notifier.phase_changed(phase_event())
+    assert notifier.wait_idle(5)
+    assert len(receiver.requests) == 3
+    assert (notifier.delivered, notifier.retried, notifier.failed) == (1, 2, 0)
+    assert len({r.headers["x-phasekit-delivery"] for r in receiver.requests}) == 1
+    assert [r.json["attempt"] for r in receiver.requests] == [1, 2, 3]
+    for request in receiver.requests:  # each attempt is signed anew
+        assert verify_signature(SECRET, request.body, request.headers["x-phasekit-signature"])
+
+
+def test_too_many_requests_is_retried(receiver: Receiver, notifier_factory: Any) -> None:
+    receiver.statuses = [429]
+    notifier = notifier_factory(receiver.url)
+    notifier.phase_changed(phase_event())
+    assert notifier.wait_idle(5)
+    assert (notifier.delivered, notifier.retried) == (1, 1)
+
+
+def test_client_error_is_not_retried(receiver: Receiver, notifier_factory: Any) -> None:
+    receiver.statuses = [400]
+    notifier = notifier_factory(receiver.url)
+    notifier.phase_changed(phase_event())
+    assert notifier.wait_idle(5)
+    assert len(receiver.requests) == 1
+    assert (notifier.delivered, notifier.retried, notifier.failed) == (0, 0, 1)
+
+
+def test_retries_stop_after_max_retries(receiver: Receiver, notifier_factory: Any) -> None:
+    receiver.statuses = [503] * 10
+    notifier = notifier_factory(receiver.url, max_retries=3)
+    notifier.phase_changed(phase_event())
+    assert notifier.wait_idle(5)
+    assert len(receiver.requests) == 4
+    assert (notifier.failed, notifier.retried) == (1, 3)
+
+
+def test_refused_connection_is_retried_then_counted_as_failed(
+    closed_port_url: str, notifier_factory: Any
+) -> None:
+    notifier = notifier_factory(closed_port_url, max_retries=2)
+    notifier.phase_changed(phase_event())
+    assert notifier.wait_idle(5)
+    assert (notifier.delivered, notifier.retried, notifier.failed) == (0, 2, 1)
+
+
+# -- never in the caller's way -----------------------------------------------------------------
+
+
+def _median_transition_seconds(tracker: Tracker, jobs: int = 10) -> float:
+    """Time 20 transitions (start and complete of one phase in each of 10 jobs)."""
+    created = [tracker.create_job(f"job-{i}") for i in range(jobs)]
+    durations: list[float] = []
+    for job in created:
+        for trigger in ("start", "complete"):
+            began = time.perf_counter()
+            job.phases["discovery"].trigger(trigger)
+            durations.append(time.perf_counter() - began)
+    return statistics.median(durations)
+
+
+def test_slow_endpoint_adds_no_latency_to_transitions(
+    receiver: Receiver, notifier_factory: Any, ingestion: PhaseSet
+) -> None:
+    receiver.delay = 2.0
+    with Tracker(ingestion, load_entrypoints=False) as plain:
+        without = _median_transition_seconds(plain)
+    notifier = notifier_factory(receiver.url, secret=SECRET, close_timeout=0.2)
+    with Tracker(ingestion, plugins=[notifier], load_entrypoints=False) as tracker:
+        with_webhook = _median_transition_seconds(tracker)
+    print(
+        f"\nmedian transition: {without * 1e6:.0f} µs without a webhook, "
+        f"{with_webhook * 1e6:.0f} µs with a webhook that answers in 2 s"
+    )
+    assert with_webhook < 0.05
+
+
+def test_unreachable_endpoint_never_fails_a_transition(
+    closed_port_url: str, notifier_factory: Any, ingestion: PhaseSet
+) -> None:
+    notifier = notifier_factory(closed_port_url, max_retries=1)
+    with Tracker(ingestion, plugins=[notifier], load_entrypoints=False) as tracker:
+        job = tracker.create_job("j1")
+        job.phases["discovery"].start()
+        job.phases["discovery"].complete()
+        assert tracker.get_job("j1").phases["discovery"].status == "completed"
+
+
+def test_close_waits_for_pending_deliveries(receiver: Receiver, notifier_factory: Any) -> None:
+    notifier = notifier_factory(receiver.url)
+    for version in range(1, 6):
+        notifier.phase_changed(phase_event(version=version))
+    notifier.close()
+    assert len(receiver.requests) == 5
+    assert notifier.delivered == 5
+    assert notifier.pending == 0
+
+
+def test_close_returns_within_close_timeout_and_counts_what_it_abandons(
+    receiver: Receiver, notifier_factory: Any
+) -> None:
+    receiver.delay = 5.0
+    notifier = notifier_factory(receiver.url, close_timeout=1.0)
+    notifier.phase_changed(phase_event(version=1))
+    assert receiver.wait_for(1)  # the first delivery hangs in flight
+    notifier.phase_changed(phase_event(version=2))
+    began = time.perf_counter()
+    notifier.close()
+    elapsed = time.perf_counter() - began
+    assert 0.9 < elapsed < 2.0
+    assert notifier.abandoned == 1
+
+
+def test_events_after_close_are_dropped(receiver: Receiver, notifier_factory: Any) -> None:
+    notifier = notifier_factory(receiver.url)
+    notifier.close()
+    notifier.phase_changed(phase_event())
+    assert notifier.dropped == 1
+    assert receiver.requests == []
+
+
+def test_full_queue_drops_the_oldest_delivery_and_counts_it(
+    receiver: Receiver, notifier_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver.delay = 10.0
+    notifier = notifier_factory(receiver.url, queue_size=2)
+    notifier.phase_changed(phase_event(version=1))
+    assert receiver.wait_for(1)  # version 1 is in flight; the queue holds what follows
+    with caplog.at_level(logging.WARNING, logger="phasekit.webhook"):
+        for version in (2, 3, 4):
+            notifier.phase_changed(phase_event(version=version))
+    assert notifier.dropped == 1
+    assert "dropped the oldest delivery" in caplog.text
+    receiver.release.set()
+    assert notifier.wait_idle(5)
+    assert [r.json["event"]["version"] for r in receiver.requests] == [1, 3, 4]
+    assert notifier.delivered == 3
+
+
+# -- secrets and options -----------------------------------------------------------------------
+
+
+def test_secret_never_appears_in_repr_or_logs(
+    receiver: Receiver,
+    closed_port_url: str,
+    notifier_factory: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    receiver.statuses = [500, 400]
+    refused = notifier_factory(closed_port_url, secret=SECRET, max_retries=1)
+    refusing = notifier_factory(receiver.url, secret=SECRET)
+    for notifier in (refused, refusing):
+        notifier.phase_changed(phase_event())
+        assert notifier.wait_idle(5)
+        notifier.close()
+        assert SECRET not in repr(notifier)
+    assert caplog.records  # the failures were logged...
+    assert SECRET not in caplog.text  # ...without the secret
+
+
+def test_url_credentials_and_query_are_hidden_from_repr_and_logs(
+    closed_port_url: str, notifier_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = closed_port_url.replace("http://", "http://user:pa55word@") + "?token=t0k3n"
+    notifier = notifier_factory(url, max_retries=0)
+    notifier.phase_changed(phase_event())
+    assert notifier.wait_idle(5)
+    for text in (repr(notifier), notifier.url, caplog.text):
+        assert "pa55word" not in text
+        assert "t0k3n" not in text
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/hooks", "example.com/hooks", "http://"])
+def test_url_must_be_http_or_https(url: str) -> None:
+    with pytest.raises(ValueError, match="webhook url"):
+        WebhookNotifier(url, secret=SECRET)
+
+
+def test_unknown_event_type_in_filter_is_rejected_naming_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"phase_chnaged.*valid types: job_created"):
+        WebhookNotifier("https://example.com/hooks", events=["phase_chnaged"])
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("timeout", 0), ("max_retries", -1), ("queue_size", 0), ("max_retries", 1.5)],
+)
+def test_invalid_option_is_a_value_error_naming_it(option: str, value: object) -> None:
+    with pytest.raises(ValueError, match=option):
+        WebhookNotifier("https://example.com/hooks", **{option: value})
+
+
+def test_signature_header_cannot_be_overridden() -> None:
+    with pytest.raises(ValueError, match="X-Phasekit-Signature"):
+        WebhookNotifier("https://example.com/hooks", headers={"X-Phasekit-Signature": "x"})
+
+
+# -- through a tracker -------------------------------------------------------------------------
+
+
+def test_tracker_events_arrive_in_commit_order(
+    receiver: Receiver, notifier_factory: Any, ingestion: PhaseSet
+) -> None:
+    notifier = notifier_factory(receiver.url, secret=SECRET)
+    with Tracker(ingestion, plugins=[notifier], load_entrypoints=False) as tracker:
+        job = tracker.create_job("job-42")
+        job.phases["discovery"].start()
+        job.phases["discovery"].update_progress(items_processed=5, items_total=10)
+    assert receiver.event_types() == [
+        "job_created",
+        "phase_changed",
+        "job_status_changed",
+        "progress_updated",
+    ]
+    first, *rest = [r.json["event"]["version"] for r in receiver.requests]
+    assert rest == [first + 1, first + 1, first + 2]  # one commit: one version, two events
+
+
+def test_tracker_close_delivers_what_is_pending(
+    receiver: Receiver, notifier_factory: Any, ingestion: PhaseSet
+) -> None:
+    notifier = notifier_factory(receiver.url)
+    tracker = Tracker(ingestion, plugins=[notifier], load_entrypoints=False)
+    tracker.create_job("j1")
+    tracker.close()
+    assert notifier.delivered == 1
+    assert notifier.pending == 0
+
+
+def test_config_builds_the_webhook_with_the_secret_from_the_environment(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PHASEKIT_TEST_SECRET", SECRET)
+    config = {
+        "spec": "ingestion",
+        "notifiers": {"webhook": {"url": receiver.url, "secret": "${PHASEKIT_TEST_SECRET}"}},
+    }
+    with Tracker.from_config(config) as tracker:
+        tracker.create_job("j1").phases["discovery"].start()
+    assert receiver.event_types() == ["job_created", "phase_changed", "job_status_changed"]
+    for request in receiver.requests:
+        assert verify_signature(SECRET, request.body, request.headers["x-phasekit-signature"])
+
+
+def test_register_notifiers_offers_the_webhook() -> None:
+    assert plugins.webhook.register_notifiers() == {"webhook": WebhookNotifier}
