@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .aggregate import StatusExplanation
@@ -62,28 +63,59 @@ class JobState:
     def __init__(
         self,
         spec: PhaseSet,
-        record: JobRecord,
+        job_id: str,
+        phases: Iterable[PhaseRecord],
         *,
+        metadata: Mapping[str, Any],
+        version: int,
+        created_at: datetime,
+        updated_at: datetime,
         guards: Mapping[str, Guard],
         actions: Mapping[str, Action],
         committer: Committer | None = None,
+        record: JobRecord | None = None,
     ) -> None:
         self.spec = spec
-        self.job_id = record.job_id
-        self.metadata: dict[str, Any] = dict(record.metadata)
-        self.version = record.version
-        self.created_at = record.created_at
-        self.updated_at = record.updated_at
+        self.job_id = job_id
+        self.metadata: dict[str, Any] = dict(metadata)
+        self.version = version
+        self.created_at = created_at
+        self.updated_at = updated_at
         cls = spec.phase_class
         #: The phases by name, in the phase set's order.
-        self.phases: dict[str, PhaseState] = {p.phase_name: cls(self, p) for p in record.phases}
+        self.phases: dict[str, PhaseState] = {p.phase_name: cls(self, p) for p in phases}
         self._guards = guards
         self._actions = actions
         self._committer = committer
         # A tracked job keeps the record it last committed (the store holds the same object),
         # so a commit builds one new phase record instead of one per phase.
-        self._record: JobRecord | None = record if committer is not None else None
+        self._record = record
         self._unsaved = False
+
+    @classmethod
+    def from_record(
+        cls,
+        spec: PhaseSet,
+        record: JobRecord,
+        *,
+        guards: Mapping[str, Guard],
+        actions: Mapping[str, Action],
+        committer: Committer | None = None,
+    ) -> JobState:
+        """The job a stored record describes; a tracked job (``committer``) keeps the record."""
+        return cls(
+            spec,
+            record.job_id,
+            record.phases,
+            metadata=record.metadata,
+            version=record.version,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            guards=guards,
+            actions=actions,
+            committer=committer,
+            record=record if committer is not None else None,
+        )
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -113,6 +145,15 @@ class JobState:
     def get_overall_progress(self) -> float:
         """The weighted progress of the phases, 0.0 to 100.0."""
         return self.spec.aggregator.progress([p.progress for p in self.phases.values()])
+
+    def _aggregate(self) -> tuple[str, str | None]:
+        """The overall status and current phase (from the committed record when it is current)."""
+        record = self._record
+        if record is not None and not self._unsaved:
+            return record.status, record.current_phase
+        statuses = self._statuses()
+        aggregator = self.spec.aggregator
+        return aggregator.status(statuses), aggregator.current_phase(statuses)
 
     def explain_status(self) -> StatusExplanation:
         """Which aggregation rule gives the overall status, and which phases made it fire."""

@@ -70,6 +70,15 @@ class PhaseSet:
         self._index = {name: i for i, name in enumerate(self.phase_names)}
         self.phase_class: type[PhaseState] = phase_class(definition.name, list(self.triggers))
         self._trigger_set = frozenset(self.triggers)
+        # Every new job starts from the same phase records (immutable, so shared).
+        self._initial_phases = tuple(
+            PhaseRecord(phase_name=name, status=self.initial_status) for name in self.phase_names
+        )
+        statuses = [self.initial_status] * len(self.phase_names)
+        self._initial_aggregate = (
+            self.aggregator.status(statuses),
+            self.aggregator.current_phase(statuses),
+        )
 
     # -- lookups used on hot paths -----------------------------------------------------------
 
@@ -110,22 +119,18 @@ class PhaseSet:
     ) -> JobRecord:
         """The record of a new job: every phase in the initial status, version 1."""
         now = at or datetime.now(UTC)
-        phases = tuple(
-            PhaseRecord(phase_name=name, status=self.initial_status, updated_at=now)
-            for name in self.phase_names
-        )
-        statuses = [self.initial_status] * len(phases)
+        status, current_phase = self._initial_aggregate
         return JobRecord(
             job_id=validate_job_id(job_id),
             spec_name=self.name,
             spec_fingerprint=self.fingerprint,
-            status=self.aggregator.status(statuses),
-            current_phase=self.aggregator.current_phase(statuses),
+            status=status,
+            current_phase=current_phase,
             progress=0.0,
             version=1,
             created_at=now,
             updated_at=now,
-            phases=phases,
+            phases=self._initial_phases,
             metadata=dict(metadata or _EMPTY),
         )
 
@@ -138,9 +143,15 @@ class PhaseSet:
         actions: Mapping[str, Action] | None = None,
     ) -> JobState:
         """A detached job in memory: no tracker, no store, no hooks."""
+        now = datetime.now(UTC)
         return JobState(
             self,
-            self.initial_record(job_id, metadata),
+            validate_job_id(job_id),
+            self._initial_phases,
+            metadata=metadata or _EMPTY,
+            version=1,
+            created_at=now,
+            updated_at=now,
             guards=guards or _EMPTY,
             actions=actions or _EMPTY,
         )
@@ -175,15 +186,11 @@ class PhaseSet:
                 f"{', '.join(self.statuses)}) cannot represent"
             )
         phases = tuple(
-            by_name.get(name)
-            or PhaseRecord(
-                phase_name=name, status=self.initial_status, updated_at=record.updated_at
-            )
-            for name in self.phase_names
+            by_name.get(name) or self._initial_phases[i] for i, name in enumerate(self.phase_names)
         )
         if phases != record.phases:
             record = record.replace(phases=phases)
-        return JobState(
+        return JobState.from_record(
             self, record, guards=guards or _EMPTY, actions=actions or _EMPTY, committer=committer
         )
 

@@ -90,6 +90,10 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     return result
 
 
+# Events are built from values phasekit has already checked, on every commit: they are
+# constructed without a second validation (``model_construct``); their defaults still apply.
+
+
 class Tracker:
     """Jobs of one phase set, every change committed to one store and then announced.
 
@@ -202,7 +206,7 @@ class Tracker:
     def create_job(self, job_id: str, metadata: Mapping[str, Any] | None = None) -> JobState:
         """Create and store a job, every phase in the initial status; ``JobExists`` if taken."""
         record = self.spec.initial_record(job_id, _check_metadata(metadata))
-        event = JobCreated(
+        event = JobCreated.model_construct(
             job_id=record.job_id,
             version=record.version,
             at=record.created_at,
@@ -315,7 +319,7 @@ class Tracker:
                         rejected_by=", ".join(f"plugin {name!r}" for name, _ in vetoes),
                     )
             record = job._record_after(change)
-            event = PhaseChanged(
+            event = PhaseChanged.model_construct(
                 job_id=job.job_id,
                 version=record.version,
                 at=change.at,
@@ -325,7 +329,7 @@ class Tracker:
                 dest=dest,
                 error=error,
             )
-            old_status, old_current = job.get_overall_status(), job.get_current_phase()
+            old_status, old_current = job._aggregate()
             self._save(job, record, [event])
             job._apply(change, committed=record)
             with self._pending_lock:
@@ -377,7 +381,7 @@ class Tracker:
         if self.plugins.wants("progress_updated"):
             after = change.after
             self.plugins.progress_updated(
-                ProgressUpdated(
+                ProgressUpdated.model_construct(
                     job_id=job.job_id,
                     version=record.version,
                     at=change.at,
@@ -401,7 +405,7 @@ class Tracker:
             return
         if self.plugins.wants("job_status_changed"):
             self.plugins.job_status_changed(
-                JobStatusChanged(
+                JobStatusChanged.model_construct(
                     job_id=job.job_id,
                     version=record.version,
                     at=change.at,
