@@ -16,7 +16,8 @@ from . import hookspecs
 from .context import Action, Guard
 from .errors import PhaseKitError
 from .events import JobCreated, JobStatusChanged, PhaseChanged, ProgressUpdated, TransitionRequest
-from .hookspecs import PROJECT, StoreFactory, Veto
+from .hookspecs import PROJECT, StoreFactory, Veto, hookimpl
+from .store import MemoryStore
 
 __all__ = [
     "DISABLE_AUTOLOAD_ENV",
@@ -62,6 +63,14 @@ class PluginInfo:
         }
 
 
+class BuiltinStores:
+    """The stores phasekit itself provides, registered with every plugin manager."""
+
+    @hookimpl
+    def register_stores(self) -> Mapping[str, StoreFactory]:
+        return {"memory": MemoryStore.from_url}
+
+
 def _disabled_names() -> set[str]:
     raw = os.environ.get(DISABLE_PLUGINS_ENV, "")
     return {name.strip() for name in raw.split(",") if name.strip()}
@@ -79,7 +88,7 @@ class PluginManager:
         self,
         plugins: Iterable[object] = (),
         *,
-        builtins: Iterable[tuple[str, object]] = (),
+        builtins: Iterable[tuple[str, object]] = (("phasekit.builtin", BuiltinStores()),),
         load_entrypoints: bool = True,
     ) -> None:
         self._pm = pluggy.PluginManager(PROJECT)

@@ -30,14 +30,14 @@ from .events import (
     ProgressUpdated,
     TransitionRequest,
 )
-from .hookspecs import StoreFactory, hookimpl
+from .hookspecs import StoreFactory
 from .job import JobState
 from .loading import load_phase_set
 from .phase import PhaseState
 from .phaseset import PhaseSet
 from .plugin_manager import PluginInfo, PluginManager
 from .records import JobRecord
-from .store import MemoryStore, SpecArchive, Store
+from .store import SpecArchive, Store
 
 __all__ = ["MAX_METADATA_BYTES", "Tracker", "open_store"]
 
@@ -46,14 +46,6 @@ log = logging.getLogger("phasekit")
 #: Largest metadata accepted, as JSON (bytes).
 MAX_METADATA_BYTES = 1_000_000
 _LOCK_STRIPES = 64
-
-
-class _BuiltinStores:
-    """The stores phasekit itself provides."""
-
-    @hookimpl
-    def register_stores(self) -> Mapping[str, StoreFactory]:
-        return {"memory": MemoryStore.from_url}
 
 
 def open_store(url: str, factories: Mapping[str, StoreFactory], **options: Any) -> Store:
@@ -116,7 +108,6 @@ class Tracker:
         self.spec = spec if isinstance(spec, PhaseSet) else load_phase_set(spec)
         self.plugins = PluginManager(
             plugins,
-            builtins=[("phasekit.builtin", _BuiltinStores())],
             load_entrypoints=load_entrypoints,
         )
         self._guards = self.plugins.guards()

@@ -1,12 +1,20 @@
-"""Shared fixtures: bundled phase sets and trackers on the memory store."""
+"""Shared fixtures: bundled phase sets, trackers on the memory store, and SQL stores."""
 
 from __future__ import annotations
 
+import itertools
+import os
+import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 import statemachine
+from plugins.sql import SQLStore, store_url
 from statemachine import PhaseSet, Tracker, hookimpl
 
 
@@ -51,3 +59,80 @@ def recorder() -> Recorder:
 def tracker(ingestion: PhaseSet, recorder: Recorder) -> Iterator[Tracker]:
     with Tracker(ingestion, plugins=[recorder], load_entrypoints=False) as t:
         yield t
+
+
+# -- SQL stores: a SQLite file per test; PostgreSQL when PHASEKIT_PG_URL names a server --------
+
+PG_URL_ENV = "PHASEKIT_PG_URL"
+PG_HOW_TO = f"set {PG_URL_ENV}=postgresql://user@host:port/db to run them"
+
+
+def running_in_ci() -> bool:
+    """Whether this is a CI run, where a skipped PostgreSQL test is a failure."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def postgres_url() -> str:
+    """The PostgreSQL server of the tests; skips the test without one (fails it in CI)."""
+    url = os.environ.get(PG_URL_ENV, "").strip()
+    if url:
+        return url
+    if running_in_ci():
+        pytest.fail(f"PostgreSQL tests must run in CI: {PG_HOW_TO}", pytrace=False)
+    pytest.skip(f"PostgreSQL tests need a server: {PG_HOW_TO}")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("postgres") is not None:
+        postgres_url()
+
+
+@dataclass(frozen=True)
+class StoreTarget:
+    """Where a test's SQL store lives: a URL and the store options that go with it."""
+
+    backend: str
+    url: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def open(self, **overrides: Any) -> SQLStore:
+        return SQLStore(self.url, **{**self.options, **overrides})
+
+
+@pytest.fixture(scope="session")
+def pg_schema() -> Iterator[tuple[str, str]]:
+    """A PostgreSQL schema of this test run, dropped at its end: (URL, schema)."""
+    url = postgres_url()
+    schema = f"phasekit_test_{secrets.token_hex(5)}"
+    engine = create_engine(store_url(url))
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield url, schema
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+_table_prefixes = itertools.count(1)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> StoreTarget:
+    """A fresh, empty place for a SQL store, on each backend."""
+    if request.param == "sqlite":
+        return StoreTarget("sqlite", f"sqlite:///{tmp_path / 'jobs.db'}")
+    url, schema = request.getfixturevalue("pg_schema")
+    prefix = f"t{next(_table_prefixes)}_"
+    return StoreTarget("postgresql", url, {"schema": schema, "table_prefix": prefix})
+
+
+@pytest.fixture
+def sql_store(store_target: StoreTarget) -> Iterator[SQLStore]:
+    """A SQL store on ``store_target``, closed after the test."""
+    store = store_target.open()
+    try:
+        yield store
+    finally:
+        store.close()

@@ -91,7 +91,7 @@ def test_rejected_transition_changes_nothing(ingestion: PhaseSet) -> None:
 
 def test_unknown_trigger_is_invalid_and_lists_allowed(ingestion: PhaseSet) -> None:
     phase = ingestion.new_job("j").phases["discovery"]
-    with pytest.raises(InvalidTransition, match="no trigger 'launch'.*start, fail"):
+    with pytest.raises(InvalidTransition, match=r"no trigger 'launch'.*start, fail"):
         phase.trigger("launch")
 
 
@@ -249,7 +249,7 @@ def test_a_guard_that_says_no_everywhere_rejects_with_the_guard_named() -> None:
 
 def test_a_guarded_trigger_with_no_registered_guard_names_it() -> None:
     job = parse_spec(GUARDED).new_job("a")
-    with pytest.raises(PhaseKitError, match="needs guard 'has_worker'.*registered guards: none"):
+    with pytest.raises(PhaseKitError, match=r"needs guard 'has_worker'.*registered guards: none"):
         job.phases["only"].start()
 
 

@@ -188,9 +188,11 @@ def test_every_veto_plugin_is_asked(ingestion: PhaseSet) -> None:
             return Veto(f"{self.name} says no") if self.veto else None
 
     plugins = [Ask("a", True), Ask("b", False), Ask("c", True)]
-    with Tracker(ingestion, plugins=plugins, load_entrypoints=False) as tracker:
-        with pytest.raises(TransitionRejected) as info:
-            tracker.create_job("j").phases["discovery"].start()
+    with (
+        Tracker(ingestion, plugins=plugins, load_entrypoints=False) as tracker,
+        pytest.raises(TransitionRejected) as info,
+    ):
+        tracker.create_job("j").phases["discovery"].start()
     assert sorted(asked) == ["a", "b", "c"]
     assert "a says no" in info.value.reason and "c says no" in info.value.reason
 
@@ -218,7 +220,7 @@ def test_a_stale_writer_gets_concurrent_update_error(tracker: Tracker) -> None:
     tracker.create_job("j")
     first, second = tracker.get_job("j"), tracker.get_job("j")
     first.phases["discovery"].start()
-    with pytest.raises(ConcurrentUpdateError, match="expected version 1.*version 2"):
+    with pytest.raises(ConcurrentUpdateError, match=r"expected version 1.*version 2"):
         second.phases["discovery"].start()
     assert second.phases["discovery"].status == "not_started"
     fresh = tracker.get_job("j")
@@ -313,7 +315,7 @@ def test_a_misspelled_hook_is_an_error_naming_it(ingestion: PhaseSet) -> None:
         @hookimpl
         def phase_change(self, event: object) -> None: ...
 
-    with pytest.raises(PhaseKitError, match="'phase_change'.*did you mean 'phase_changed'"):
+    with pytest.raises(PhaseKitError, match=r"'phase_change'.*did you mean 'phase_changed'"):
         Tracker(ingestion, plugins=[Typo()], load_entrypoints=False)
 
 

@@ -1,0 +1,138 @@
+"""Engines for the SQL store: URLs, and the SQLite connection settings the store relies on."""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+
+__all__ = [
+    "BACKENDS",
+    "SYNCHRONOUS_MODES",
+    "WRITE_OPTION",
+    "configure_sqlite",
+    "create_store_engine",
+    "store_url",
+]
+
+#: Database backends the store supports, by SQLAlchemy backend name.
+BACKENDS = ("sqlite", "postgresql")
+#: Values of SQLite's ``synchronous`` setting the store accepts.
+SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+#: Execution option marking a Core transaction that writes (``BEGIN IMMEDIATE`` on SQLite).
+WRITE_OPTION = "phasekit_write"
+
+_CONFIGURED = "phasekit_sqlite_configured"
+_sqlite_settings: weakref.WeakKeyDictionary[Engine, tuple[str, float]] = weakref.WeakKeyDictionary()
+
+
+def store_url(url: str | URL) -> URL:
+    """``url`` parsed, with ``postgresql://`` (and ``postgres://``) sent to psycopg 3."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in BACKENDS:
+        raise ValueError(
+            f"the SQL store works with {' and '.join(BACKENDS)}, not "
+            f"{parsed.get_backend_name()!r} ({parsed.render_as_string(hide_password=True)})"
+        )
+    return parsed
+
+
+def check_synchronous(synchronous: str) -> str:
+    """``synchronous`` upper-cased, if SQLite knows it."""
+    mode = str(synchronous).upper()
+    if mode not in SYNCHRONOUS_MODES:
+        raise ValueError(
+            f"synchronous={synchronous!r} is not a SQLite synchronous mode; "
+            f"use one of {', '.join(SYNCHRONOUS_MODES)}"
+        )
+    return mode
+
+
+def check_busy_timeout(busy_timeout: float) -> float:
+    """``busy_timeout`` (seconds) if it is a non-negative number."""
+    if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, int | float):
+        raise TypeError(f"busy_timeout must be a number of seconds, not {busy_timeout!r}")
+    if busy_timeout < 0:
+        raise ValueError(f"busy_timeout must be at least 0 seconds, not {busy_timeout}")
+    return float(busy_timeout)
+
+
+def create_store_engine(
+    url: str | URL,
+    *,
+    synchronous: str = "NORMAL",
+    busy_timeout: float = 30.0,
+    **engine_options: Any,
+) -> Engine:
+    """An engine for ``url`` set up as the store needs it; ``engine_options`` go to SQLAlchemy.
+
+    A host that shares one engine between its own tables and the store's can create it here.
+    """
+    parsed = store_url(url)
+    engine = create_engine(parsed, **engine_options)
+    if parsed.get_backend_name() == "sqlite":
+        configure_sqlite(engine, synchronous=synchronous, busy_timeout=busy_timeout)
+    return engine
+
+
+def configure_sqlite(
+    engine: Engine, *, synchronous: str = "NORMAL", busy_timeout: float = 30.0
+) -> None:
+    """Make ``engine``'s SQLite connections safe to share between processes.
+
+    Every connection gets WAL mode, the ``synchronous`` level, a busy timeout and foreign
+    keys, and SQLAlchemy (not the sqlite3 module) emits ``BEGIN``: a plain ``BEGIN`` for
+    reads, ``BEGIN IMMEDIATE`` for transactions carrying the ``WRITE_OPTION`` execution
+    option, so two writers queue on the busy timeout instead of failing on a lock upgrade.
+    Idempotent for the same settings.
+    """
+    settings = (check_synchronous(synchronous), check_busy_timeout(busy_timeout))
+    known = _sqlite_settings.get(engine)
+    if known is not None:
+        if known != settings:
+            raise ValueError(
+                f"this engine's SQLite connections are already set up with "
+                f"synchronous={known[0]}, busy_timeout={known[1]}; cannot change them to "
+                f"synchronous={settings[0]}, busy_timeout={settings[1]}"
+            )
+        return
+    mode, timeout = settings
+    pragmas = (
+        f"PRAGMA busy_timeout = {round(timeout * 1000)}",
+        "PRAGMA journal_mode = WAL",
+        f"PRAGMA synchronous = {mode}",
+        "PRAGMA foreign_keys = ON",
+    )
+
+    # On checkout rather than on connect, so that connections a host's engine opened
+    # before the store was created are set up too.
+    def set_up(
+        dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
+    ) -> None:
+        if record.info.get(_CONFIGURED):
+            return
+        dbapi_connection.isolation_level = None  # the sqlite3 module no longer emits BEGIN
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in pragmas:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+        record.info[_CONFIGURED] = True
+
+    def begin(conn: Connection) -> None:
+        options = conn.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return
+        if conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+            return
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE_OPTION) else "BEGIN")
+
+    event.listen(engine, "checkout", set_up)
+    event.listen(engine, "begin", begin)
+    _sqlite_settings[engine] = settings

@@ -1,0 +1,12 @@
+"""The ``phasekit`` command line: validate, graph, schema, plugins, demo and jobs."""
+
+from __future__ import annotations
+
+from . import demo, jobs, plugin_list, spec_commands
+from .app import cli, main
+from .spec_commands import schema_json
+
+__all__ = ["cli", "main", "schema_json"]
+
+# The command modules register themselves on ``cli`` when imported.
+del demo, jobs, plugin_list, spec_commands
