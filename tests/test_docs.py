@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,25 @@ def test_readme_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         detached.get_current_phase(),
         detached.get_overall_progress(),
     ) == ("processing", "transcode", 10.0)
+
+
+def test_readme_validate_transcript_is_what_the_cli_prints(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    video = next(b for b in _yaml_blocks(ROOT / "README.md") if b.startswith("# video.yaml"))
+    typo = video.replace("dest: done}", "dest: don}").replace(
+        "{name: transcode, weight: 8}", "{name: transcode, wieght: 8}"
+    )
+    (tmp_path / "video.yaml").write_text(typo)
+    result = subprocess.run(
+        ["phasekit", "validate", "video.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "300"},
+    )
+    assert result.returncode == 1
+    printed = (result.stdout + result.stderr).strip().splitlines()
+    transcript = readme.split("With `dest: don` on line 12", 1)[1].split("```console\n", 1)[1]
+    expected = transcript.split("```", 1)[0].strip().splitlines()[1:]
+    assert printed == expected
