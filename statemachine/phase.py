@@ -121,17 +121,7 @@ class PhaseState:
 
     def to_schema(self) -> PhaseStateSchema:
         """The phase as a pydantic model, for APIs."""
-        return PhaseStateSchema(
-            phase_name=self.phase_name,
-            status=self.status,
-            progress=self.progress,
-            items_processed=self.items_processed,
-            items_total=self.items_total,
-            started_at=self.started_at,
-            completed_at=self.completed_at,
-            updated_at=self.updated_at,
-            error=self.error,
-        )
+        return PhaseStateSchema.model_validate(self.to_record(), from_attributes=True)
 
     def __repr__(self) -> str:
         return (
