@@ -20,6 +20,7 @@ from .errors import (
 )
 from .events import (
     Event,
+    HistoryEvent,
     JobCreated,
     JobStatusChanged,
     PhaseChanged,
@@ -27,7 +28,7 @@ from .events import (
     TransitionRequest,
     parse_event,
 )
-from .hookspecs import Veto, hookimpl
+from .hookspecs import StoreFactory, Veto, hookimpl
 from .job import JobState
 from .loading import check_spec, load_spec, parse_spec, spec_from_dict
 from .phase import PhaseState, PhaseStatus
@@ -46,6 +47,7 @@ __all__ = [
     "ConfigError",
     "Event",
     "Guard",
+    "HistoryEvent",
     "InvalidTransition",
     "JobCreated",
     "JobExists",
@@ -71,6 +73,7 @@ __all__ = [
     "SpecMismatch",
     "StatusExplanation",
     "Store",
+    "StoreFactory",
     "Tracker",
     "TransitionContext",
     "TransitionRejected",

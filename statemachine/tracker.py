@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -129,6 +130,7 @@ class Tracker:
                 raise
             except Exception as exc:
                 raise PersistenceError(f"store could not record phase set: {exc}") from exc
+        self._store_filters_spec = "spec" in inspect.signature(store.list).parameters
         self.progress_interval = progress_interval
         self._locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
         self._pending: dict[str, JobState] = {}
@@ -249,8 +251,27 @@ class Tracker:
         self, *, status: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[JobState]:
         """Jobs of this phase set, most recently updated first."""
-        records = self.store.list(status=status, limit=limit, offset=offset)
-        return [self._restore(r) for r in records if r.spec_name == self.spec.name]
+        if self._store_filters_spec:
+            records = self.store.list(  # type: ignore[call-arg]
+                status=status, spec=self.spec.name, limit=limit, offset=offset
+            )
+            return [self._restore(r) for r in records]
+        # A store without the optional ``spec`` filter: page through, keeping this set's jobs.
+        jobs: list[JobState] = []
+        skipped, start = 0, 0
+        while len(jobs) < limit:
+            page = self.store.list(status=status, limit=limit, offset=start)
+            for record in page:
+                if record.spec_name != self.spec.name:
+                    continue
+                if skipped < offset:
+                    skipped += 1
+                elif len(jobs) < limit:
+                    jobs.append(self._restore(record))
+            if len(page) < limit:
+                break
+            start += limit
+        return jobs
 
     def history(self, job_id: str) -> list[HistoryEvent]:
         """The job's history: its creation, then every status change, in order."""

@@ -387,3 +387,46 @@ def test_from_config_names_a_missing_variable() -> None:
 def test_from_config_rejects_unknown_notifiers() -> None:
     with pytest.raises(PhaseKitError, match="unknown notifier 'pager'"):
         Tracker.from_config({"spec": "ingestion", "notifiers": {"pager": {}}})
+
+
+def test_list_jobs_pages_over_jobs_of_this_phase_set_only(ingestion: PhaseSet) -> None:
+    store = MemoryStore()
+    other = statemachine.load_spec("deployment")
+    with (
+        Tracker(ingestion, store=store, load_entrypoints=False) as mine,
+        Tracker(other, store=store, load_entrypoints=False) as theirs,
+    ):
+        for i in range(5):
+            mine.create_job(f"mine-{i}")
+            theirs.create_job(f"theirs-{i}")
+        first = [j.job_id for j in mine.list_jobs(limit=3)]
+        rest = [j.job_id for j in mine.list_jobs(limit=3, offset=3)]
+    assert len(first) == 3 and len(rest) == 2
+    assert sorted(first + rest) == [f"mine-{i}" for i in range(5)]
+
+
+class StoreWithoutSpecFilter(MemoryStore):
+    """A store whose ``list`` has only the protocol's parameters."""
+
+    def list(  # type: ignore[override]
+        self, *, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[JobRecord]:
+        return super().list(status=status, limit=limit, offset=offset)
+
+
+def test_list_jobs_filters_by_phase_set_on_stores_without_the_spec_filter(
+    ingestion: PhaseSet,
+) -> None:
+    store = StoreWithoutSpecFilter()
+    other = statemachine.load_spec("deployment")
+    with (
+        Tracker(ingestion, store=store, load_entrypoints=False) as mine,
+        Tracker(other, store=store, load_entrypoints=False) as theirs,
+    ):
+        for i in range(4):
+            theirs.create_job(f"theirs-{i}")
+            mine.create_job(f"mine-{i}")
+        first = [j.job_id for j in mine.list_jobs(limit=3)]
+        rest = [j.job_id for j in mine.list_jobs(limit=3, offset=3)]
+    assert len(first) == 3 and len(rest) == 1
+    assert sorted(first + rest) == [f"mine-{i}" for i in range(4)]
