@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import MetaData, bindparam, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.schema import CreateSchema
 
 from statemachine import (
@@ -296,6 +296,8 @@ class SQLStore:
                             if self.schema is not None:
                                 conn.execute(CreateSchema(self.schema, if_not_exists=True))
                         self.metadata.create_all(conn)
+                except OperationalError as exc:  # the server or the file could not be reached
+                    raise self._failure(exc, "open the database") from exc
                 except SQLAlchemyError as exc:
                     raise self._failure(exc, "create its tables") from exc
             self._ready = True
