@@ -217,7 +217,7 @@ def test_postgresql_tables_go_in_the_schema_option(pg_schema: tuple[str, str]) -
 
 def test_a_database_that_cannot_be_opened_is_a_persistence_error(tmp_path: Path) -> None:
     store = SQLStore(f"sqlite:///{tmp_path}/no/such/dir/jobs.db")
-    with pytest.raises(PersistenceError, match=r"jobs\.db: could not create its tables"):
+    with pytest.raises(PersistenceError, match=r"jobs\.db: could not open the database"):
         store.load("job-1")
 
 
