@@ -220,7 +220,10 @@ def compose(text: str, filename: str) -> MappingNode:
     except yaml.MarkedYAMLError as exc:
         line, column = position(exc.problem_mark or exc.context_mark)
         message = ": ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
-        issue = SpecIssue("yaml-syntax", message, "", line, column, filename=filename)
+        code = "yaml-syntax"
+        if "maximum nesting depth" in message:  # libyaml 0.2.5+ stops at its own depth limit
+            code, message = "too-deep", f"nested deeper than {MAX_DEPTH} levels"
+        issue = SpecIssue(code, message, "", line, column, filename=filename)
         raise SpecError([issue]) from None
     except yaml.YAMLError as exc:  # a reader error, which decode() should prevent
         issue = SpecIssue("yaml-syntax", str(exc), "", 1, 1, filename=filename)
