@@ -15,10 +15,12 @@ if TYPE_CHECKING:
     from .job import JobState
     from .phase import PhaseState
 
-__all__ = ["MAX_ERROR_LENGTH", "Change", "plan_progress", "plan_transition"]
+__all__ = ["MAX_COUNT", "MAX_ERROR_LENGTH", "Change", "plan_progress", "plan_transition"]
 
 #: Longest error message a trigger may carry (characters).
 MAX_ERROR_LENGTH = 65_536
+#: Largest ``items_processed`` or ``items_total``: what a store's 64-bit integer column holds.
+MAX_COUNT = 2**63 - 1
 
 
 @dataclass(slots=True)
@@ -116,6 +118,8 @@ def _count(name: str, value: object) -> int:
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
+    if value > MAX_COUNT:
+        raise ValueError(f"{name} must be at most {MAX_COUNT:,} (2**63 - 1)")
     return value
 
 

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import PhaseKitError
+from .yamlcompose import MAX_DEPTH, MAX_NODES
 
 __all__ = ["ConfigError", "TrackerConfig", "expand_env", "read_config"]
 
@@ -58,6 +59,27 @@ def expand_env(value: Any, *, where: str = "") -> Any:
     return value
 
 
+def _check_size(raw: object, name: str) -> None:
+    """Refuse a config that is too deep or too large once its aliases are expanded.
+
+    Every value is visited once per alias use by ``expand_env`` and the checks after it, so
+    an alias bomb of a few hundred bytes would otherwise keep a process busy for minutes or
+    hours. Phase sets have the same limits.
+    """
+    count, todo = 0, [(raw, 1)]
+    while todo:
+        value, depth = todo.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise ConfigError(f"{name}: more than {MAX_NODES} values once aliases are expanded")
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{name}: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, Mapping):
+            todo.extend((item, depth + 1) for pair in value.items() for item in pair)
+        elif isinstance(value, list):
+            todo.extend((item, depth + 1) for item in value)
+
+
 def read_config(
     source: str | os.PathLike[str] | Mapping[str, Any],
 ) -> tuple[TrackerConfig, Path | None]:
@@ -75,9 +97,12 @@ def read_config(
             raise ConfigError(f"{name}: cannot read: {exc.strerror or exc}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{name}: not valid YAML: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{name}: nested deeper than {MAX_DEPTH} levels") from None
         base = path.parent
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{name}: a config is a mapping with keys spec, store, notifiers")
+    _check_size(raw, name)
     try:
         config = TrackerConfig.model_validate(expand_env(raw))
     except ValidationError as exc:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from .spec import NAME_PATTERN, PHASE_NAME_PATTERN, PhaseSetDef
+from .spec import MAX_NAME_LENGTH, NAME_PATTERN, PHASE_NAME_PATTERN, PhaseSetDef
 from .yamlnodes import INVALID, child_path
 
 __all__ = ["SchemaIssue", "schema_issues"]
@@ -197,6 +197,12 @@ def _issues(errors: list[_Error]) -> Iterator[SchemaIssue]:
             rule = _NAME_RULES.get(str((details.get("ctx") or {}).get("pattern")), _SOURCE_RULE)
             message = f"invalid name {value!r}: {rule}"
             yield SchemaIssue("invalid-name", message, path, about_key=error.about_key)
+        elif kind == "string_too_long" and _max_length(details) == MAX_NAME_LENGTH:
+            message = (
+                f"invalid name {_found(value).removeprefix('the string ')}: a name is at most "
+                f"{MAX_NAME_LENGTH} characters, this one has {len(value)}"
+            )
+            yield SchemaIssue("invalid-name", message, path, about_key=error.about_key)
         elif kind == "literal_error" and parts == ("phasekit",):
             message = f"unsupported format version {value!r}; this phasekit reads 'phasekit: 1'"
             yield SchemaIssue("unsupported-version", message, path)
@@ -207,6 +213,10 @@ def _issues(errors: list[_Error]) -> Iterator[SchemaIssue]:
             yield SchemaIssue("invalid-type", f"expected {expected}, found {_found(value)}", path)
         else:
             yield SchemaIssue("invalid-value", _value_message(details, key), path)
+
+
+def _max_length(details: ErrorDetails) -> object:
+    return dict(details.get("ctx") or {}).get("max_length")
 
 
 def _size_issue(error: _Error, path: str, value: object) -> SchemaIssue:

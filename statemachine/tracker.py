@@ -40,12 +40,16 @@ from .plugin_manager import PluginInfo, PluginManager
 from .records import JobRecord
 from .store import SpecArchive, Store
 
-__all__ = ["MAX_METADATA_BYTES", "Tracker", "open_store"]
+__all__ = ["MAX_METADATA_BYTES", "MAX_METADATA_DEPTH", "Tracker", "open_store"]
 
 log = logging.getLogger("phasekit")
 
 #: Largest metadata accepted, as JSON (bytes).
 MAX_METADATA_BYTES = 1_000_000
+#: Deepest metadata accepted: objects and arrays inside one another, the metadata itself
+#: included. Stores and events read JSON back with bounded recursion, so deeper metadata
+#: would be saved and then fail to load.
+MAX_METADATA_DEPTH = 64
 _LOCK_STRIPES = 64
 
 
@@ -71,8 +75,11 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(metadata, Mapping):
         raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
+    too_deep = f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep"
     try:
         encoded = json.dumps(metadata, allow_nan=False)
+    except RecursionError:
+        raise ValueError(too_deep) from None
     except (TypeError, ValueError) as exc:
         raise TypeError(f"metadata must be JSON-serialisable: {exc}") from None
     if len(encoded) > MAX_METADATA_BYTES:
@@ -80,11 +87,26 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
             f"metadata is {len(encoded):,} bytes as JSON; at most {MAX_METADATA_BYTES:,} are kept"
         )
     result: dict[str, Any] = json.loads(encoded)  # a private, plain copy
+    if _depth(result) > MAX_METADATA_DEPTH:
+        raise ValueError(too_deep)
     return result
 
 
+def _depth(value: object) -> int:
+    """How many objects and arrays of JSON data ``value`` has inside one another."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            todo.extend((child, depth + 1) for child in item)
+    return deepest
+
+
 # Events are built from values phasekit has already checked, on every commit: they are
-# constructed without a second validation (``model_construct``); their defaults still apply.
+# constructed without a second validation (``EventBase.build``); their defaults still apply.
 
 
 class Tracker:
@@ -199,7 +221,7 @@ class Tracker:
     def create_job(self, job_id: str, metadata: Mapping[str, Any] | None = None) -> JobState:
         """Create and store a job, every phase in the initial status; ``JobExists`` if taken."""
         record = self.spec.initial_record(job_id, _check_metadata(metadata))
-        event = JobCreated.model_construct(
+        event = JobCreated.build(
             job_id=record.job_id,
             version=record.version,
             at=record.created_at,
@@ -217,7 +239,10 @@ class Tracker:
                 raise
             except Exception as exc:
                 raise PersistenceError(f"job {job_id!r}: store failed: {exc}") from exc
-        job = self._attach(record)
+        # The phase set made this record: unlike a stored one, it needs no check against it.
+        job = JobState.from_record(
+            self.spec, record, guards=self._guards, actions=self._actions, committer=self
+        )
         self.plugins.job_created(event)
         return job
 
@@ -331,7 +356,7 @@ class Tracker:
                         rejected_by=", ".join(f"plugin {name!r}" for name, _ in vetoes),
                     )
             record = job._record_after(change)
-            event = PhaseChanged.model_construct(
+            event = PhaseChanged.build(
                 job_id=job.job_id,
                 version=record.version,
                 at=change.at,
@@ -393,7 +418,7 @@ class Tracker:
         if self.plugins.wants("progress_updated"):
             after = change.after
             self.plugins.progress_updated(
-                ProgressUpdated.model_construct(
+                ProgressUpdated.build(
                     job_id=job.job_id,
                     version=record.version,
                     at=change.at,
@@ -417,7 +442,7 @@ class Tracker:
             return
         if self.plugins.wants("job_status_changed"):
             self.plugins.job_status_changed(
-                JobStatusChanged.model_construct(
+                JobStatusChanged.build(
                     job_id=job.job_id,
                     version=record.version,
                     at=change.at,

@@ -185,7 +185,9 @@ def decode(source: str | bytes, filename: str) -> str:
         if len(source) > MAX_DOCUMENT_BYTES:
             limit = MAX_DOCUMENT_BYTES
             line_start = source.rfind(b"\n", 0, limit) + 1
-            raise _too_large(source.count(b"\n", 0, limit) + 1, limit - line_start + 1, filename)
+            # Columns count characters, as everywhere else; the one that crosses the limit.
+            column = len(source[line_start:limit].decode("utf-8", "ignore")) + 1
+            raise _too_large(source.count(b"\n", 0, limit) + 1, column, filename)
         text = _decode(source, filename)
     else:
         text = source

@@ -430,3 +430,34 @@ def test_list_jobs_filters_by_phase_set_on_stores_without_the_spec_filter(
         rest = [j.job_id for j in mine.list_jobs(limit=3, offset=3)]
     assert len(first) == 3 and len(rest) == 1
     assert sorted(first + rest) == [f"mine-{i}" for i in range(4)]
+
+
+def test_an_action_that_raises_leaves_the_change_committed_and_announced(
+    recorder: Recorder,
+) -> None:
+    spec = statemachine.parse_spec(
+        """
+phasekit: 1
+name: a
+statuses: {a: {initial: true}, b: {terminal: true, success: true}}
+transitions: [{trigger: go, source: a, dest: b, after: [page]}]
+phases: [{name: p}]
+aggregate: {status: [{otherwise: a}]}
+"""
+    )
+
+    class Actions:
+        @hookimpl
+        def register_actions(self) -> dict[str, statemachine.Action]:
+            def page(ctx: statemachine.TransitionContext) -> None:
+                raise RuntimeError("pager unreachable")
+
+            return {"page": page}
+
+    with Tracker(spec, plugins=[Actions(), recorder], load_entrypoints=False) as tracker:
+        job = tracker.create_job("j")
+        with pytest.raises(RuntimeError, match="pager unreachable"):
+            job.phases["p"].go()
+        assert job.phases["p"].status == "b"  # an action runs after the commit: it cannot undo it
+        assert tracker.get_job("j").phases["p"].status == "b"
+    assert recorder.types == ["job_created", "phase_changed", "job_status_changed"]

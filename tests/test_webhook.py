@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import statistics
 import threading
@@ -12,15 +13,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import plugins.webhook
-from plugins.webhook import WebhookNotifier, verify_signature
-from statemachine import PhaseChanged, PhaseSet, Tracker, parse_event
+from plugins.webhook import WebhookNotifier, sign, verify_signature
+from statemachine import ConfigError, PhaseChanged, PhaseSet, Tracker, parse_event
 
 SECRET = "s3cr3t-do-not-leak-4f9a"
+TOKEN = "t0ken-do-not-leak-7c21"
+NOTIFIERS_DOC = Path(__file__).resolve().parent.parent / "docs" / "notifiers.md"
 
 
 @dataclass(frozen=True)
@@ -241,6 +245,48 @@ def test_events_filter_sends_only_the_chosen_types(
     assert receiver.event_types() == ["job_status_changed"]
 
 
+def documented_receiver() -> Callable[[bytes, dict[str, str]], int]:
+    """``handle`` from the receiver snippet of docs/notifiers.md, keyed with ``SECRET``."""
+    section = NOTIFIERS_DOC.read_text().split("### Verifying a delivery (receiver side)", 1)[1]
+    found = re.search(r"```python\n(.*?)```", section, re.S)
+    assert found is not None
+    namespace: dict[str, Any] = {}
+    exec(compile(found[1], str(NOTIFIERS_DOC), "exec"), namespace)
+    namespace["SECRET"] = SECRET.encode()
+    handle: Callable[[bytes, dict[str, str]], int] = namespace["handle"]
+    return handle
+
+
+def test_the_documented_receiver_takes_a_real_delivery_once_and_refuses_forgeries_and_replays(
+    receiver: Receiver, notifier_factory: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handle = documented_receiver()
+    notifier = notifier_factory(receiver.url, secret=SECRET)
+    notifier.phase_changed(phase_event())
+    assert receiver.wait_for(1)
+    request = receiver.requests[0]
+    headers = {name.title(): value for name, value in request.headers.items()}
+    capsys.readouterr()
+
+    assert handle(request.body, headers) == 200
+    assert capsys.readouterr().out == "phase_changed job-42 1\n"  # handled
+    assert handle(request.body, headers) == 200
+    assert capsys.readouterr().out == ""  # the same delivery again: acknowledged, not handled
+
+    tampered = request.body.replace(b"job-42", b"job-43")
+    assert handle(tampered, headers) == 401
+    forged = {**headers, "X-Phasekit-Signature": sign("a guess", request.body)}
+    assert handle(request.body, forged) == 401
+
+    # A capture of an older delivery, signed with the right secret: refused as stale.
+    old = request.json
+    old["delivery_id"] = "0" * 32
+    old["sent_at"] = (datetime.now(UTC) - timedelta(minutes=10)).isoformat().replace("+00:00", "Z")
+    body = json.dumps(old, separators=(",", ":")).encode()
+    assert handle(body, {**headers, "X-Phasekit-Signature": sign(SECRET, body)}) == 401
+    assert capsys.readouterr().out == ""
+
+
 # -- retries -----------------------------------------------------------------------------------
 
 
@@ -420,10 +466,80 @@ def test_url_credentials_and_query_are_hidden_from_repr_and_logs(
         assert "t0k3n" not in text
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com/hooks", "example.com/hooks", "http://"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.com/hooks",
+        "example.com/hooks",
+        "http://",
+        "file:///etc/passwd",
+        "javascript:alert(1)",
+        "data:text/plain,hello",
+        "gopher://example.com/hooks",
+        "ws://example.com/hooks",
+    ],
+)
 def test_url_must_be_http_or_https(url: str) -> None:
     with pytest.raises(ValueError, match="webhook url"):
         WebhookNotifier(url, secret=SECRET)
+
+
+def test_a_config_whose_webhook_url_is_not_http_is_a_config_error_naming_the_notifier() -> None:
+    config = {"spec": "ingestion", "notifiers": {"webhook": {"url": "file:///etc/passwd"}}}
+    with pytest.raises(ConfigError, match="notifier 'webhook': webhook url must use http"):
+        Tracker.from_config(config)
+
+
+def test_header_values_never_appear_in_repr_or_logs(
+    receiver: Receiver,
+    closed_port_url: str,
+    notifier_factory: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    receiver.statuses = [500, 400]
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    refused = notifier_factory(closed_port_url, headers=headers, max_retries=1)
+    refusing = notifier_factory(receiver.url, headers=headers)
+    for notifier in (refused, refusing):
+        notifier.phase_changed(phase_event())
+        assert notifier.wait_idle(5)
+        notifier.close()
+        assert TOKEN not in repr(notifier)
+    assert caplog.records
+    assert TOKEN not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"url": f"ftp://user:{SECRET}@example.com/hooks?token={TOKEN}"},
+        {"url": f"https://user:{SECRET}@example.com/hooks?token={TOKEN}", "timeout": -1},
+        {"url": "https://example.com/hooks", "secret": SECRET, "events": ["phase_chnaged"]},
+        {"url": "https://example.com/hooks", "headers": {"X-Phasekit-Signature": SECRET}},
+        {"url": "https://example.com/hooks", "headers": {"Authorization": [TOKEN]}},
+    ],
+    ids=["bad scheme", "bad option", "bad event", "reserved header", "header not a string"],
+)
+def test_option_errors_never_echo_a_secret_a_credential_or_a_header_value(
+    options: dict[str, Any],
+) -> None:
+    with pytest.raises(ValueError) as caught:
+        WebhookNotifier(**options)
+    message = str(caught.value)
+    assert SECRET not in message
+    assert TOKEN not in message
+
+
+def test_the_secret_itself_is_never_sent_only_the_signature_it_makes(
+    receiver: Receiver, notifier_factory: Any
+) -> None:
+    notifier = notifier_factory(receiver.url, secret=SECRET)
+    notifier.phase_changed(phase_event())
+    assert receiver.wait_for(1)
+    request = receiver.requests[0]
+    assert SECRET.encode() not in request.body
+    assert not [value for value in request.headers.values() if SECRET in value]
 
 
 def test_unknown_event_type_in_filter_is_rejected_naming_valid_ones() -> None:

@@ -169,8 +169,8 @@ class SQLStore:
                     cursor.execute(w.delete_phases.sql, w.delete_phases.args({"b_job_id": job_id}))
                     if phases:
                         cursor.executemany(w.insert_phase.sql, phases)
-                elif phases:
-                    cursor.executemany(w.update_phase.sql, phases)
+                else:
+                    _execute_rows(cursor, w.update_phase.sql, phases)
                 self._append(cursor, history)
         except self._dbapi.Error as exc:
             self._forget(job_id)  # the commit may or may not have happened
@@ -333,11 +333,7 @@ class SQLStore:
         return self._writes.insert_history.many([event_params(e) for e in events])
 
     def _append(self, cursor: Any, history: builtins.list[Any]) -> None:
-        sql = self._writes.insert_history.sql
-        if len(history) == 1:
-            cursor.execute(sql, history[0])
-        elif history:
-            cursor.executemany(sql, history)
+        _execute_rows(cursor, self._writes.insert_history.sql, history)
 
     def _changed_phases(
         self, record: JobRecord, expected_version: int
@@ -407,3 +403,15 @@ class SQLStore:
 
     def __repr__(self) -> str:
         return f"<SQLStore {self._name} tables={self.tables.jobs.name}>"
+
+
+def _execute_rows(cursor: Any, sql: str, rows: builtins.list[Any]) -> None:
+    """Run ``sql`` for each row; a single row with ``execute``.
+
+    psycopg's ``executemany`` enters pipeline mode: for one row, it waits on the server twice
+    more than ``execute`` does (a commit of one transition waited 7 times instead of 5).
+    """
+    if len(rows) == 1:
+        cursor.execute(sql, rows[0])
+    elif rows:
+        cursor.executemany(sql, rows)
