@@ -36,8 +36,8 @@ from .phaseset import PhaseSet
 from .plugin_manager import PluginInfo
 from .records import JobRecord, PhaseRecord
 from .schemas import JobStateSchema, PhaseStateSchema
-from .store import MemoryStore, SpecArchive, Store, list_order
-from .tracker import Tracker, open_store
+from .store import MemoryStore, SpecArchive, Store, list_order, open_store
+from .tracker import Tracker
 
 __version__ = "0.1.0"
 

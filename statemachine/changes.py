@@ -9,18 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from .compiler import Outcome
 from .errors import InvalidTransition, TransitionRejected
+from .limits import check_count, check_error
 from .records import PhaseRecord
 
 if TYPE_CHECKING:
     from .job import JobState
     from .phase import PhaseState
 
-__all__ = ["MAX_COUNT", "MAX_ERROR_LENGTH", "Change", "plan_progress", "plan_transition"]
-
-#: Longest error message a trigger may carry (characters).
-MAX_ERROR_LENGTH = 65_536
-#: Largest ``items_processed`` or ``items_total``: what a store's 64-bit integer column holds.
-MAX_COUNT = 2**63 - 1
+__all__ = ["Change", "plan_progress", "plan_transition"]
 
 
 @dataclass(slots=True)
@@ -72,13 +68,7 @@ def plan_transition(
             allowed=allowed,
             reason=reason,
         )
-    if error is not None:
-        if not isinstance(error, str):
-            raise TypeError(f"error must be a string, not {type(error).__name__}")
-        if len(error) > MAX_ERROR_LENGTH:
-            raise ValueError(
-                f"error message is {len(error):,} characters; at most {MAX_ERROR_LENGTH:,} are kept"
-            )
+    error = check_error(error)
     outcome = Outcome(job, phase, trigger, error, data)
     if not spec.compiled.drive(outcome):
         raise TransitionRejected(
@@ -113,16 +103,6 @@ def plan_transition(
     )
 
 
-def _count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    if value > MAX_COUNT:
-        raise ValueError(f"{name} must be at most {MAX_COUNT:,} (2**63 - 1)")
-    return value
-
-
 def plan_progress(
     job: JobState, phase: PhaseState, items_processed: int, items_total: int | None
 ) -> Change:
@@ -137,8 +117,8 @@ def plan_progress(
             allowed=spec.allowed_triggers(phase.status),
             reason=f"progress cannot change in terminal status {phase.status!r}",
         )
-    processed = _count("items_processed", items_processed)
-    total = phase.items_total if items_total is None else _count("items_total", items_total)
+    processed = check_count("items_processed", items_processed)
+    total = phase.items_total if items_total is None else check_count("items_total", items_total)
     if total is not None and processed > total:
         raise ValueError(f"items_processed ({processed}) is greater than items_total ({total})")
     if total is None:

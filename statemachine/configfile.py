@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import PhaseKitError
+from .limits import nesting
 from .yamlcompose import MAX_DEPTH, MAX_NODES
 
 __all__ = ["ConfigError", "TrackerConfig", "expand_env", "read_config"]
@@ -66,18 +67,11 @@ def _check_size(raw: object, name: str) -> None:
     an alias bomb of a few hundred bytes would otherwise keep a process busy for minutes or
     hours. Phase sets have the same limits.
     """
-    count, todo = 0, [(raw, 1)]
-    while todo:
-        value, depth = todo.pop()
-        count += 1
-        if count > MAX_NODES:
-            raise ConfigError(f"{name}: more than {MAX_NODES} values once aliases are expanded")
-        if depth > MAX_DEPTH:
-            raise ConfigError(f"{name}: nested deeper than {MAX_DEPTH} levels")
-        if isinstance(value, Mapping):
-            todo.extend((item, depth + 1) for pair in value.items() for item in pair)
-        elif isinstance(value, list):
-            todo.extend((item, depth + 1) for item in value)
+    count, depth = nesting(raw, max_values=MAX_NODES)
+    if count > MAX_NODES:
+        raise ConfigError(f"{name}: more than {MAX_NODES} values once aliases are expanded")
+    if depth >= MAX_DEPTH:
+        raise ConfigError(f"{name}: nested deeper than {MAX_DEPTH} levels")
 
 
 def read_config(

@@ -13,29 +13,14 @@ from .compiler import CompiledMachine
 from .context import Action, Guard
 from .errors import SpecMismatch
 from .job import Committer, JobState
+from .limits import validate_job_id
 from .phase import PhaseState, phase_class
 from .records import JobRecord, PhaseRecord
 from .spec import PhaseSetDef, StatusDef
 
-__all__ = ["MAX_JOB_ID_LENGTH", "PhaseSet", "validate_job_id"]
-
-#: Longest job id accepted (characters).
-MAX_JOB_ID_LENGTH = 255
+__all__ = ["PhaseSet"]
 
 _EMPTY: Mapping[str, Any] = {}
-
-
-def validate_job_id(job_id: object) -> str:
-    """Return ``job_id`` if it is a usable id: a non-empty printable string, not too long."""
-    if not isinstance(job_id, str):
-        raise TypeError(f"job id must be a string, not {type(job_id).__name__}")
-    if not job_id or not job_id.strip():
-        raise ValueError("job id must not be empty")
-    if len(job_id) > MAX_JOB_ID_LENGTH:
-        raise ValueError(f"job id is {len(job_id):,} characters; at most {MAX_JOB_ID_LENGTH}")
-    if not job_id.isprintable():
-        raise ValueError(f"job id {job_id!r} contains control characters")
-    return job_id
 
 
 class PhaseSet:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from .errors import ConcurrentUpdateError, JobExists, JobNotFound
+from .errors import ConcurrentUpdateError, JobExists, JobNotFound, PhaseKitError
 from .events import HistoryEvent
 from .records import JobRecord
 
-__all__ = ["MemoryStore", "SpecArchive", "Store", "list_order"]
+__all__ = ["MemoryStore", "SpecArchive", "Store", "list_order", "open_store"]
 
 
 @runtime_checkable
@@ -53,6 +53,23 @@ class SpecArchive(Protocol):
 
     def recall_spec(self, fingerprint: str) -> dict[str, Any] | None:
         """The definition kept under ``fingerprint``, or None."""
+
+
+def open_store(url: str, factories: Mapping[str, Callable[..., Store]], **options: Any) -> Store:
+    """Open the store ``url`` names, with the factory registered for its scheme."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or not scheme:
+        raise PhaseKitError(
+            f"store {url!r} is not a URL; expected SCHEME://…, with SCHEME one of "
+            f"{', '.join(sorted(factories))}"
+        )
+    factory = factories.get(scheme) or factories.get(scheme.split("+", 1)[0])
+    if factory is None:
+        raise PhaseKitError(
+            f"no store for {scheme}:// URLs; known schemes: {', '.join(sorted(factories))} "
+            "(a plugin can add one with the register_stores hook)"
+        )
+    return factory(url, **options)
 
 
 def list_order(record: JobRecord) -> tuple[float, str]:

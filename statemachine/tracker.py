@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
 import threading
@@ -31,78 +30,20 @@ from .events import (
     ProgressUpdated,
     TransitionRequest,
 )
-from .hookspecs import StoreFactory
 from .job import JobState
+from .limits import check_metadata
 from .loading import load_phase_set
 from .phase import PhaseState
 from .phaseset import PhaseSet
 from .plugin_manager import PluginInfo, PluginManager
 from .records import JobRecord
-from .store import SpecArchive, Store
+from .store import SpecArchive, Store, open_store
 
-__all__ = ["MAX_METADATA_BYTES", "MAX_METADATA_DEPTH", "Tracker", "open_store"]
+__all__ = ["Tracker"]
 
 log = logging.getLogger("phasekit")
 
-#: Largest metadata accepted, as JSON (bytes).
-MAX_METADATA_BYTES = 1_000_000
-#: Deepest metadata accepted: objects and arrays inside one another, the metadata itself
-#: included. Stores and events read JSON back with bounded recursion, so deeper metadata
-#: would be saved and then fail to load.
-MAX_METADATA_DEPTH = 64
 _LOCK_STRIPES = 64
-
-
-def open_store(url: str, factories: Mapping[str, StoreFactory], **options: Any) -> Store:
-    """Open the store ``url`` names, with the factory registered for its scheme."""
-    scheme, sep, _ = url.partition("://")
-    if not sep or not scheme:
-        raise PhaseKitError(
-            f"store {url!r} is not a URL; expected SCHEME://…, with SCHEME one of "
-            f"{', '.join(sorted(factories))}"
-        )
-    factory = factories.get(scheme) or factories.get(scheme.split("+", 1)[0])
-    if factory is None:
-        raise PhaseKitError(
-            f"no store for {scheme}:// URLs; known schemes: {', '.join(sorted(factories))} "
-            "(a plugin can add one with the register_stores hook)"
-        )
-    return factory(url, **options)
-
-
-def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, Mapping):
-        raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
-    too_deep = f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep"
-    try:
-        encoded = json.dumps(metadata, allow_nan=False)
-    except RecursionError:
-        raise ValueError(too_deep) from None
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"metadata must be JSON-serialisable: {exc}") from None
-    if len(encoded) > MAX_METADATA_BYTES:
-        raise ValueError(
-            f"metadata is {len(encoded):,} bytes as JSON; at most {MAX_METADATA_BYTES:,} are kept"
-        )
-    result: dict[str, Any] = json.loads(encoded)  # a private, plain copy
-    if _depth(result) > MAX_METADATA_DEPTH:
-        raise ValueError(too_deep)
-    return result
-
-
-def _depth(value: object) -> int:
-    """How many objects and arrays of JSON data ``value`` has inside one another."""
-    deepest, todo = 0, [(value, 1)]
-    while todo:
-        item, depth = todo.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        if isinstance(item, list):
-            deepest = max(deepest, depth)
-            todo.extend((child, depth + 1) for child in item)
-    return deepest
 
 
 # Events are built from values phasekit has already checked, on every commit: they are
@@ -220,7 +161,7 @@ class Tracker:
 
     def create_job(self, job_id: str, metadata: Mapping[str, Any] | None = None) -> JobState:
         """Create and store a job, every phase in the initial status; ``JobExists`` if taken."""
-        record = self.spec.initial_record(job_id, _check_metadata(metadata))
+        record = self.spec.initial_record(job_id, check_metadata(metadata))
         event = JobCreated.build(
             job_id=record.job_id,
             version=record.version,

@@ -249,5 +249,6 @@ def read_yaml(
         data = converter.value(root, "", 1, None)
     except FatalYamlError as fatal:
         raise SpecError([*converter.issues, fatal.issue(filename)]) from None
-    assert isinstance(data, dict)
+    if not isinstance(data, dict):  # the root mapping itself carried a forbidden tag
+        raise SpecError(converter.issues)
     return data, converter.locations, converter.issues

@@ -28,8 +28,12 @@ from statemachine import (
     Tracker,
     parse_spec,
 )
-from statemachine.changes import MAX_COUNT, MAX_ERROR_LENGTH
-from statemachine.tracker import MAX_METADATA_BYTES, MAX_METADATA_DEPTH
+from statemachine.limits import (
+    MAX_COUNT,
+    MAX_ERROR_LENGTH,
+    MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH,
+)
 
 from .conftest import StoreTarget
 

@@ -664,3 +664,7 @@ def test_format_version_must_be_the_integer_one(version: str) -> None:
     with pytest.raises(SpecError) as info:
         parse_definition(text, "v.yaml")
     assert [(i.code, i.path) for i in info.value.issues] == [("invalid-value", "phasekit")]
+
+
+def test_a_forbidden_tag_on_the_root_mapping_is_reported() -> None:
+    the_issue("!:\n::", "forbidden-tag")

@@ -13,8 +13,8 @@ from rich.text import Text
 
 from ..errors import InvalidTransition, UnknownPhase
 from ..job import JobState
+from ..limits import MAX_COUNT, MAX_JOB_ID_LENGTH
 from ..phase import PhaseState
-from ..phaseset import MAX_JOB_ID_LENGTH
 from .app import cli
 from .output import (
     console,
@@ -31,8 +31,6 @@ from .stores import DEFAULT_STORE, StoreSession, store_options
 
 __all__ = ["jobs"]
 
-#: Largest count a store column holds (a signed 64-bit integer).
-MAX_COUNT = 2**63 - 1
 #: Largest ``--metadata`` argument read (the tracker's own limit is checked afterwards).
 MAX_METADATA_ARGUMENT = 2_000_000
 

@@ -12,13 +12,14 @@ import click
 from ..configfile import ConfigError, TrackerConfig, read_config
 from ..errors import JobNotFound, PhaseKitError, SpecError
 from ..events import HistoryEvent
+from ..limits import validate_job_id
 from ..loader import bundled_names
 from ..loading import load_spec, spec_from_dict
-from ..phaseset import PhaseSet, validate_job_id
+from ..phaseset import PhaseSet
 from ..plugin_manager import PluginManager
 from ..records import JobRecord
-from ..store import SpecArchive, Store
-from ..tracker import Tracker, open_store
+from ..store import SpecArchive, Store, open_store
+from ..tracker import Tracker
 from .output import shorten
 
 __all__ = [
