@@ -143,6 +143,34 @@ class HandWrittenJob:
         else:
             self.conn.commit()
 
+    def _update_job_row(
+        self,
+        cursor: Any,
+        statuses: list[str],
+        progresses: list[float],
+        version: int,
+        now: datetime,
+    ) -> None:
+        """The job row's compare-and-swap, as the SQL store does it."""
+        cursor.execute(
+            self._update_job,
+            (
+                "ingestion",
+                self.fingerprint,
+                overall_status(statuses),
+                current_phase(statuses),
+                sum(progresses) / len(progresses),
+                version,
+                "{}",
+                self._ts(self.created_at),
+                self._ts(now),
+                self.job_id,
+                self.version,
+            ),
+        )
+        if cursor.rowcount != 1:
+            raise RuntimeError(f"job {self.job_id!r} changed under us")
+
     def create(self) -> None:
         """Insert the job, its phases and its creation event."""
         now = self.created_at
@@ -194,24 +222,7 @@ class HandWrittenJob:
         }
         cursor = self._begin()
         try:
-            cursor.execute(
-                self._update_job,
-                (
-                    "ingestion",
-                    self.fingerprint,
-                    overall_status(statuses),
-                    current_phase(statuses),
-                    sum(progresses) / len(progresses),
-                    version,
-                    "{}",
-                    self._ts(self.created_at),
-                    self._ts(now),
-                    self.job_id,
-                    self.version,
-                ),
-            )
-            if cursor.rowcount != 1:
-                raise RuntimeError(f"job {self.job_id!r} changed under us")
+            self._update_job_row(cursor, statuses, progresses, version, now)
             cursor.execute(
                 self._update_phase,
                 (
@@ -254,24 +265,7 @@ class HandWrittenJob:
         version = self.version + 1
         cursor = self._begin()
         try:
-            cursor.execute(
-                self._update_job,
-                (
-                    "ingestion",
-                    self.fingerprint,
-                    overall_status(statuses),
-                    current_phase(statuses),
-                    sum(progresses) / len(progresses),
-                    version,
-                    "{}",
-                    self._ts(self.created_at),
-                    self._ts(now),
-                    self.job_id,
-                    self.version,
-                ),
-            )
-            if cursor.rowcount != 1:
-                raise RuntimeError(f"job {self.job_id!r} changed under us")
+            self._update_job_row(cursor, statuses, progresses, version, now)
             cursor.execute(
                 self._update_phase,
                 (
