@@ -461,3 +461,34 @@ aggregate: {status: [{otherwise: a}]}
         assert job.phases["p"].status == "b"  # an action runs after the commit: it cannot undo it
         assert tracker.get_job("j").phases["p"].status == "b"
     assert recorder.types == ["job_created", "phase_changed", "job_status_changed"]
+
+
+def test_installed_plugins_load_through_their_entry_points(
+    ingestion: PhaseSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PHASEKIT_DISABLE_PLUGINS", raising=False)
+    monkeypatch.delenv("PHASEKIT_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    with Tracker(ingestion) as tracker:
+        loaded = {i.name: i for i in tracker.plugin_info() if i.source == "entry point"}
+    assert {"logging", "webhook", "sql"} <= set(loaded)
+    assert loaded["sql"].hooks == ["register_stores"]
+    assert loaded["sql"].distribution == "phasekit"
+
+
+def test_disable_plugins_skips_the_named_entry_points(
+    ingestion: PhaseSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PHASEKIT_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    monkeypatch.setenv("PHASEKIT_DISABLE_PLUGINS", "webhook, logging")
+    with Tracker(ingestion) as tracker:
+        names = {i.name for i in tracker.plugin_info()}
+    assert "sql" in names
+    assert not names & {"webhook", "logging"}
+
+
+def test_disable_autoload_skips_every_entry_point(
+    ingestion: PhaseSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PHASEKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
+    with pytest.raises(PhaseKitError, match="no store for sqlite:// URLs; known schemes: memory"):
+        Tracker(ingestion, store="sqlite:///never.db")
