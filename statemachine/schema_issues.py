@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import difflib
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from dataclasses import dataclass
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -224,6 +224,8 @@ def _size_issue(error: _Error, path: str, value: object) -> SchemaIssue:
     what = path.rsplit(".", 1)[-1] or "the list"
     if error.details["type"] == "too_long":
         limit, actual = ctx.get("max_length"), ctx.get("actual_length")
+        if actual is None and isinstance(value, Sized):  # not every pydantic version says
+            actual = len(value)
         return SchemaIssue("too-many", f"too many {what}: {actual}, at most {limit} allowed", path)
     kind = "mapping" if isinstance(value, dict) else "list"
     least = ctx.get("min_length", 1)
