@@ -49,6 +49,11 @@ class Recorder:
     def types(self) -> list[str]:
         return [e.type for e in self.events]
 
+    def take(self) -> list[statemachine.Event]:
+        """The events recorded since the last call."""
+        events, self.events = self.events, []
+        return events
+
 
 @pytest.fixture
 def recorder() -> Recorder:

@@ -37,6 +37,8 @@ from statemachine import (
     spec_from_dict,
 )
 
+from .conftest import Recorder
+
 STATUSES = ["st0", "st1", "st2", "st3", "st4", "st5"]
 TRIGGERS = ["go", "halt", "hold", "finish", "drop", "redo"]
 PHASES = ["p0", "p1", "p2", "p3"]
@@ -247,11 +249,11 @@ def _as_list(source: str | list[str]) -> list[str]:
     return [source] if isinstance(source, str) else list(source)
 
 
-class Plugin:
+class Plugin(Recorder):
     """Registers the guards and the action phase sets name, and records every notification."""
 
     def __init__(self) -> None:
-        self.events: list[Any] = []
+        super().__init__()
         self.actions: list[tuple[str, str, str, str]] = []
 
     @hookimpl
@@ -266,26 +268,6 @@ class Plugin:
             self.actions.append((ctx.job.job_id, ctx.phase.phase_name, ctx.trigger, ctx.dest))
 
         return {"note": note}
-
-    @hookimpl
-    def job_created(self, event: JobCreated) -> None:
-        self.events.append(event)
-
-    @hookimpl
-    def phase_changed(self, event: PhaseChanged) -> None:
-        self.events.append(event)
-
-    @hookimpl
-    def progress_updated(self, event: ProgressUpdated) -> None:
-        self.events.append(event)
-
-    @hookimpl
-    def job_status_changed(self, event: JobStatusChanged) -> None:
-        self.events.append(event)
-
-    def take(self) -> list[Any]:
-        events, self.events = self.events, []
-        return events
 
 
 # -- the machine ------------------------------------------------------------------------------
