@@ -9,7 +9,7 @@ from typing import Any
 from statemachine import PhaseSet, Tracker
 
 from .databases import Database
-from .harness import Case, Figure, Settings, Target, batch, interleaved
+from .harness import Case, Figure, Settings, Target, batch, interleaved, pause_resume
 from .profiles import profile_if_missed
 
 __all__ = ["commit_figures", "progress_figures"]
@@ -27,13 +27,7 @@ def _store(tracker: Tracker) -> Callable[[], Callable[[int], None]]:
         phase = tracker.create_job(f"bench-{next(_ids)}").phases["discovery"]
         phase.trigger("start")
 
-        def run(n: int) -> None:
-            pause, resume = phase.pause, phase.resume  # type: ignore[attr-defined]
-            for _ in range(n):
-                pause()
-                resume()
-
-        return run
+        return pause_resume(phase)
 
     return prepare
 

@@ -7,7 +7,7 @@ import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "Case",
@@ -18,6 +18,7 @@ __all__ = [
     "interleaved",
     "median",
     "paired_ratios",
+    "pause_resume",
     "spread",
 ]
 
@@ -42,6 +43,18 @@ class Settings:
     def n(self, full: int, *, least: int = 1) -> int:
         """A batch size: ``full`` in a full run, scaled down in a quick one."""
         return max(least, int(full * self.scale))
+
+
+def pause_resume(model: Any) -> Callable[[int], None]:
+    """A batch body: ``n`` times ``model.pause()`` then ``model.resume()`` (two triggers)."""
+
+    def run(n: int) -> None:
+        pause, resume = model.pause, model.resume
+        for _ in range(n):
+            pause()
+            resume()
+
+    return run
 
 
 def batch(prepare: Callable[[], Callable[[int], object]], n: int, ops_per_call: int = 1) -> Case:

@@ -11,7 +11,7 @@ from statemachine import JobCreated, JobStatusChanged, PhaseSet, ProgressUpdated
 
 from . import psm
 from .baselines import NaivePhase, Unregistered, machine_kwargs, raw_machine
-from .harness import Case, Figure, Settings, Target, batch, interleaved, median
+from .harness import Case, Figure, Settings, Target, batch, interleaved, median, pause_resume
 from .profiles import profile_if_missed
 
 __all__ = ["hook_figures", "trigger_figures"]
@@ -47,13 +47,7 @@ def _add_model(spec: PhaseSet) -> Callable[[], Callable[[int], None]]:
     machine.add_model(model, initial="running")
 
     def prepare() -> Callable[[int], None]:
-        def run(n: int) -> None:
-            pause, resume = model.pause, model.resume  # type: ignore[attr-defined]
-            for _ in range(n):
-                pause()
-                resume()
-
-        return run
+        return pause_resume(model)
 
     return prepare
 
@@ -63,13 +57,7 @@ def _detached(spec: PhaseSet) -> Callable[[], Callable[[int], None]]:
         phase = spec.new_job("bench").phases["discovery"]
         phase.trigger("start")
 
-        def run(n: int) -> None:
-            pause, resume = phase.pause, phase.resume  # type: ignore[attr-defined]
-            for _ in range(n):
-                pause()
-                resume()
-
-        return run
+        return pause_resume(phase)
 
     return prepare
 
@@ -82,13 +70,7 @@ def _tracked(spec: PhaseSet, plugins: list[object]) -> Callable[[], Callable[[in
         phase = tracker.create_job("bench").phases["discovery"]
         phase.trigger("start")
 
-        def run(n: int) -> None:
-            pause, resume = phase.pause, phase.resume  # type: ignore[attr-defined]
-            for _ in range(n):
-                pause()
-                resume()
-
-        return run
+        return pause_resume(phase)
 
     return prepare
 
