@@ -57,39 +57,36 @@ def plan_transition(
     """
     spec = job.spec
     status = phase.status
-    allowed = spec.allowed_triggers(status)
-    if trigger not in allowed:
-        reason = None if spec.has_trigger(trigger) else f"phase set has no trigger {trigger!r}"
-        raise InvalidTransition(
-            job_id=job.job_id,
-            phase=phase.phase_name,
-            trigger=trigger,
-            status=status,
-            allowed=allowed,
-            reason=reason,
-        )
+    compiled = spec.compiled
+    fixed = compiled.fixed.get((trigger, status))
+    if fixed is None and trigger not in compiled.allowed.get(status, ()):
+        raise _invalid(job, phase, trigger)
     error = check_error(error)
-    outcome = Outcome(job, phase, trigger, error, data)
-    if not spec.compiled.drive(outcome):
-        raise TransitionRejected(
-            job_id=job.job_id,
-            phase=phase.phase_name,
-            trigger=trigger,
-            reason="; ".join(outcome.rejected) or "no transition's guards passed",
-        )
-    dest = outcome.status
+    if fixed is not None:
+        dest, transition = fixed
+    else:  # guards decide: drive the machine on a stand-in
+        outcome = Outcome(job, phase, trigger, error, data)
+        if not compiled.drive(outcome):
+            raise TransitionRejected(
+                job_id=job.job_id,
+                phase=phase.phase_name,
+                trigger=trigger,
+                reason="; ".join(outcome.rejected) or "no transition's guards passed",
+            )
+        dest, transition = outcome.status, outcome.transition
     flags = spec.status_def(dest)
     now = datetime.now(UTC)
+    before = phase._record
     after = PhaseRecord(
-        phase_name=phase.phase_name,
+        phase_name=before.phase_name,
         status=dest,
-        progress=100.0 if flags.success else phase.progress,
-        items_processed=phase.items_processed,
-        items_total=phase.items_total,
-        started_at=phase.started_at or (now if flags.active else None),
+        progress=100.0 if flags.success else before.progress,
+        items_processed=before.items_processed,
+        items_total=before.items_total,
+        started_at=before.started_at or (now if flags.active else None),
         completed_at=now if flags.terminal else None,
         updated_at=now,
-        error=error if error is not None else (phase.error if flags.terminal else None),
+        error=error if error is not None else (before.error if flags.terminal else None),
     )
     return Change(
         index=spec.phase_index(phase.phase_name),
@@ -97,9 +94,21 @@ def plan_transition(
         after=after,
         at=now,
         trigger=trigger,
-        transition=outcome.transition,
+        transition=transition,
         error=error,
         data=data,
+    )
+
+
+def _invalid(job: JobState, phase: PhaseState, trigger: str) -> InvalidTransition:
+    spec = job.spec
+    return InvalidTransition(
+        job_id=job.job_id,
+        phase=phase.phase_name,
+        trigger=trigger,
+        status=phase.status,
+        allowed=spec.allowed_triggers(phase.status),
+        reason=None if spec.has_trigger(trigger) else f"phase set has no trigger {trigger!r}",
     )
 
 

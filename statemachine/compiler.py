@@ -98,9 +98,16 @@ class _Mark:
 
 
 class CompiledMachine:
-    """One ``transitions.Machine`` (``model=None``, no auto transitions) for a phase set."""
+    """One ``transitions.Machine`` (``model=None``, no auto transitions) for a phase set.
 
-    __slots__ = ("_events", "_only", "allowed", "machine")
+    A trigger is resolved in one of two ways, with the same answer. Where the machine holds a
+    single unguarded transition for the trigger and the source status, its destination is read
+    from the machine's transition table (``fixed``): the machine has no state callbacks, so
+    driving it could only reach that destination. Where guards decide, the machine is driven
+    on a stand-in (``drive``), which asks the guards in declaration order.
+    """
+
+    __slots__ = ("_events", "_only", "allowed", "fixed", "machine")
 
     def __init__(self, defn: PhaseSetDef) -> None:
         statuses = list(defn.statuses)
@@ -142,9 +149,18 @@ class CompiledMachine:
         #: Triggers allowed from each status by source alone, in declaration order.
         self.allowed: dict[str, tuple[str, ...]] = {s: tuple(a) for s, a in allowed.items()}
         self._events = self.machine.events
+        #: ``(trigger, source) -> (dest, transition index)`` where the machine holds exactly one
+        #: transition and it has no guard: the table alone decides, nothing needs driving.
+        self.fixed: dict[tuple[str, str], tuple[str, int]] = {}
+        for (trigger, source), index in self._only.items():
+            (transition,) = self._events[trigger].transitions[source]
+            if not transition.conditions and transition.dest is not None:
+                self.fixed[(trigger, source)] = (transition.dest, index)
 
     def drive(self, outcome: Outcome) -> bool:
         """Fire ``outcome.trigger`` on the stand-in; False when every guard path said no.
+
+        Used where guards decide; ``fixed`` answers the other triggers without driving.
 
         On success, ``outcome.status`` is the destination and ``outcome.transition`` the
         index of the declared transition that fired.
