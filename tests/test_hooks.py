@@ -266,9 +266,9 @@ def test_no_event_is_built_when_no_plugin_implements_its_hook(
 
     class Counting(statemachine.ProgressUpdated):
         @classmethod
-        def model_construct(cls, _fields_set: set[str] | None = None, **values: Any) -> Any:
+        def build(cls, **values: Any) -> Any:
             built.append("x")
-            return super().model_construct(_fields_set, **values)
+            return super().build(**values)
 
     monkeypatch.setattr("statemachine.tracker.ProgressUpdated", Counting)
     with Tracker(ingestion, load_entrypoints=False) as tracker:
