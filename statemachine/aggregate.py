@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,7 +37,18 @@ class Aggregator:
     (the same reading ``checks.first_rule`` uses for the exhaustive shadowing check).
     """
 
-    __slots__ = ("_current_groups", "_names", "_rules", "_total_weight", "_weights")
+    __slots__ = (
+        "_current_groups",
+        "_names",
+        "_rules",
+        "_total_weight",
+        "_weights",
+        "outline",
+    )
+
+    #: Distinct combinations of phase statuses whose outline is remembered (a job's phases
+    #: take few of the combinations a phase set allows, and each entry is a tuple and a str).
+    OUTLINE_CACHE_SIZE = 4096
 
     def __init__(self, defn: PhaseSetDef) -> None:
         self._names = tuple(p.name for p in defn.phases)
@@ -58,6 +70,12 @@ class Aggregator:
                 frozenset(n for n, s in defn.statuses.items() if s.initial),
             ]
         self._current_groups = tuple(groups)
+        #: ``outline(statuses)``: the overall status and current phase of phases in
+        #: ``statuses`` (a tuple), remembered per combination: commits ask it every time.
+        self.outline = functools.lru_cache(maxsize=self.OUTLINE_CACHE_SIZE)(self._outline)
+
+    def _outline(self, statuses: tuple[str, ...]) -> tuple[str, str | None]:
+        return self.status(statuses), self.current_phase(statuses)
 
     def _first_rule(self, present: frozenset[str] | set[str]) -> int:
         for index, (kind, names, _result, _text) in enumerate(self._rules):

@@ -131,16 +131,16 @@ class JobState:
 
     # -- aggregate ---------------------------------------------------------------------------
 
-    def _statuses(self) -> list[str]:
-        return [p.status for p in self.phases.values()]
+    def _statuses(self) -> tuple[str, ...]:
+        return tuple([p.status for p in self.phases.values()])
 
     def get_overall_status(self) -> str:
         """The overall status: the ``then`` of the first aggregation rule that fires."""
-        return self.spec.aggregator.status(self._statuses())
+        return self.spec.aggregator.outline(self._statuses())[0]
 
     def get_current_phase(self) -> str | None:
         """The name of the phase work is at, by the phase set's ``current_phase`` groups."""
-        return self.spec.aggregator.current_phase(self._statuses())
+        return self.spec.aggregator.outline(self._statuses())[1]
 
     def get_overall_progress(self) -> float:
         """The weighted progress of the phases, 0.0 to 100.0."""
@@ -151,9 +151,7 @@ class JobState:
         record = self._record
         if record is not None and not self._unsaved:
             return record.status, record.current_phase
-        statuses = self._statuses()
-        aggregator = self.spec.aggregator
-        return aggregator.status(statuses), aggregator.current_phase(statuses)
+        return self.spec.aggregator.outline(self._statuses())
 
     def explain_status(self) -> StatusExplanation:
         """Which aggregation rule gives the overall status, and which phases made it fire."""
@@ -172,9 +170,12 @@ class JobState:
         self._run_actions(change)
 
     def _may(self, phase: PhaseState, trigger: str) -> bool:
-        if trigger not in self.spec.allowed_triggers(phase.status):
+        compiled = self.spec.compiled
+        if (trigger, phase.status) in compiled.fixed:
+            return True
+        if trigger not in compiled.allowed.get(phase.status, ()):
             return False
-        return self.spec.compiled.drive(Outcome(self, phase, trigger, None, {}))
+        return compiled.drive(Outcome(self, phase, trigger, None, {}))
 
     def _update_progress(
         self, phase: PhaseState, items_processed: int, items_total: int | None
@@ -192,14 +193,14 @@ class JobState:
         else:
             phases = [p.to_record() for p in self.phases.values()]
         phases[change.index] = change.after
-        statuses = [p.status for p in phases]
         aggregator = self.spec.aggregator
+        status, current_phase = aggregator.outline(tuple([p.status for p in phases]))
         return JobRecord(
             job_id=self.job_id,
             spec_name=self.spec.name,
             spec_fingerprint=self.spec.fingerprint,
-            status=aggregator.status(statuses),
-            current_phase=aggregator.current_phase(statuses),
+            status=status,
+            current_phase=current_phase,
             progress=aggregator.progress([p.progress for p in phases]),
             version=self.version + 1,
             created_at=self.created_at,
