@@ -31,45 +31,64 @@ class PhaseState:
     Each phase set makes a subclass with one method per declared trigger (``phase.start()``),
     so the methods are real attributes that ``dir()`` and editors see. Every change goes
     through the job, which checks it against the phase set and commits it where configured.
+
+    The fields are read-only: a phase holds the immutable ``PhaseRecord`` of its last change
+    (new jobs share the phase set's initial records), and a change replaces it whole.
     """
 
-    __slots__ = (
-        "_job",
-        "completed_at",
-        "error",
-        "items_processed",
-        "items_total",
-        "phase_name",
-        "progress",
-        "started_at",
-        "status",
-        "updated_at",
-    )
-
-    phase_name: str
-    status: str
-    progress: float
-    items_processed: int
-    items_total: int | None
-    started_at: datetime | None
-    completed_at: datetime | None
-    updated_at: datetime | None
-    error: str | None
+    __slots__ = ("_job", "_record")
 
     def __init__(self, job: JobState, record: PhaseRecord) -> None:
         self._job = job
-        self._load(record)
+        self._record = record
 
-    def _load(self, r: PhaseRecord) -> None:
-        self.phase_name = r.phase_name
-        self.status = r.status
-        self.progress = r.progress
-        self.items_processed = r.items_processed
-        self.items_total = r.items_total
-        self.started_at = r.started_at
-        self.completed_at = r.completed_at
-        self.updated_at = r.updated_at
-        self.error = r.error
+    def _load(self, record: PhaseRecord) -> None:
+        self._record = record
+
+    @property
+    def phase_name(self) -> str:
+        """The phase's name in its phase set."""
+        return self._record.phase_name
+
+    @property
+    def status(self) -> str:
+        """The current status (a ``PhaseStatus`` value for the default phase set)."""
+        return self._record.status
+
+    @property
+    def progress(self) -> float:
+        """0.0 to 100.0; capped below 100 until a success status."""
+        return self._record.progress
+
+    @property
+    def items_processed(self) -> int:
+        """Items processed, as last reported."""
+        return self._record.items_processed
+
+    @property
+    def items_total(self) -> int | None:
+        """Items to process in all, when known."""
+        return self._record.items_total
+
+    @property
+    def started_at(self) -> datetime | None:
+        """When the phase first entered an ``active`` status."""
+        return self._record.started_at
+
+    @property
+    def completed_at(self) -> datetime | None:
+        """When the phase entered a ``terminal`` status."""
+        return self._record.completed_at
+
+    @property
+    def updated_at(self) -> datetime | None:
+        """When the phase last changed; None until its first change."""
+        return self._record.updated_at
+
+    @property
+    def error(self) -> str | None:
+        """The error the last trigger carried; cleared on entering a non-terminal status."""
+        return self._record.error
 
     @property
     def job(self) -> JobState:
@@ -107,17 +126,7 @@ class PhaseState:
 
     def to_record(self) -> PhaseRecord:
         """An immutable snapshot, as stores keep it."""
-        return PhaseRecord(
-            phase_name=self.phase_name,
-            status=self.status,
-            progress=self.progress,
-            items_processed=self.items_processed,
-            items_total=self.items_total,
-            started_at=self.started_at,
-            completed_at=self.completed_at,
-            updated_at=self.updated_at,
-            error=self.error,
-        )
+        return self._record
 
     def to_schema(self) -> PhaseStateSchema:
         """The phase as a pydantic model, for APIs."""
