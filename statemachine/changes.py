@@ -76,20 +76,21 @@ def plan_transition(
         dest, transition = outcome.status, outcome.transition
     flags = spec.status_def(dest)
     now = datetime.now(UTC)
-    before = phase._record
-    after = PhaseRecord(
-        phase_name=before.phase_name,
-        status=dest,
-        progress=100.0 if flags.success else before.progress,
-        items_processed=before.items_processed,
-        items_total=before.items_total,
-        started_at=before.started_at or (now if flags.active else None),
-        completed_at=now if flags.terminal else None,
-        updated_at=now,
-        error=error if error is not None else (before.error if flags.terminal else None),
+    index = phase._index
+    before = job._phases[index]
+    after = PhaseRecord._build(
+        before.phase_name,
+        dest,
+        100.0 if flags.success else before.progress,  # progress
+        before.items_processed,
+        before.items_total,
+        before.started_at or (now if flags.active else None),  # started_at
+        now if flags.terminal else None,  # completed_at
+        now,  # updated_at
+        error if error is not None else (before.error if flags.terminal else None),
     )
     return Change(
-        index=spec.phase_index(phase.phase_name),
+        index=index,
         source=status,
         after=after,
         at=now,
@@ -136,17 +137,16 @@ def plan_progress(
         cap = spec.progress_cap
         progress = cap if total == 0 else min(cap, 100.0 * processed / total)
     now = datetime.now(UTC)
-    after = PhaseRecord(
-        phase_name=phase.phase_name,
-        status=phase.status,
-        progress=progress,
-        items_processed=processed,
-        items_total=total,
-        started_at=phase.started_at,
-        completed_at=phase.completed_at,
-        updated_at=now,
-        error=phase.error,
+    before = job._phases[phase._index]
+    after = PhaseRecord._build(
+        before.phase_name,
+        before.status,
+        progress,
+        processed,
+        total,
+        before.started_at,
+        before.completed_at,
+        now,  # updated_at
+        before.error,
     )
-    return Change(
-        index=spec.phase_index(phase.phase_name), source=phase.status, after=after, at=now
-    )
+    return Change(index=phase._index, source=phase.status, after=after, at=now)

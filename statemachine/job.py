@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .phase import PhaseState
     from .phaseset import PhaseSet
 
-__all__ = ["Committer", "JobState"]
+__all__ = ["Committer", "JobState", "PhaseMap"]
 
 
 class Committer(Protocol):
@@ -38,6 +38,38 @@ class Committer(Protocol):
     ) -> None: ...
 
 
+class PhaseMap(Mapping[str, "PhaseState"]):
+    """A job's phases by name, in the phase set's order: a live, read-only view of the job.
+
+    ``job.phases["extraction"]`` is the ``PhaseState`` of that phase; iterating gives the
+    names in order, ``values()`` the phases. Views are made on access and cost nothing to
+    keep: a job holds only the records of its phases.
+    """
+
+    __slots__ = ("_job",)
+
+    def __init__(self, job: JobState) -> None:
+        self._job = job
+
+    def __getitem__(self, name: str) -> PhaseState:
+        job = self._job
+        return job.spec.phase_class(job, job.spec.phase_index(name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._job.spec.phase_names)
+
+    def __len__(self) -> int:
+        return len(self._job.spec.phase_names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._job.spec.phase_names
+
+    def __repr__(self) -> str:
+        job = self._job
+        inner = ", ".join(f"{r.phase_name!r}: {r.status!r}" for r in job._phases)
+        return f"<phases of job {job.job_id!r}: {{{inner}}}>"
+
+
 class JobState:
     """A job of a phase set: ordered phases, metadata, version and the aggregate.
 
@@ -49,12 +81,12 @@ class JobState:
         "_actions",
         "_committer",
         "_guards",
+        "_phases",
         "_record",
         "_unsaved",
         "created_at",
         "job_id",
         "metadata",
-        "phases",
         "spec",
         "updated_at",
         "version",
@@ -81,9 +113,11 @@ class JobState:
         self.version = version
         self.created_at = created_at
         self.updated_at = updated_at
-        cls = spec.phase_class
-        #: The phases by name, in the phase set's order.
-        self.phases: dict[str, PhaseState] = {p.phase_name: cls(self, p) for p in phases}
+        # The record of each phase, in order; a change replaces the tuple (a tracked job
+        # shares it with the record it committed, a new job with the phase set).
+        self._phases: tuple[PhaseRecord, ...] = (
+            phases if isinstance(phases, tuple) else tuple(phases)
+        )
         self._guards = guards
         self._actions = actions
         self._committer = committer
@@ -119,20 +153,27 @@ class JobState:
 
     # -- lookups -----------------------------------------------------------------------------
 
+    @property
+    def phases(self) -> PhaseMap:
+        """The phases by name, in the phase set's order (``job.phases["extraction"]``)."""
+        return PhaseMap(self)
+
     def phase(self, name: str) -> PhaseState:
         """The phase ``name``; ``UnknownPhase`` lists the phases when there is none."""
         try:
             return self.phases[name]
         except KeyError:
-            raise UnknownPhase(name, job_id=self.job_id, known=list(self.phases)) from None
+            known = list(self.spec.phase_names)
+            raise UnknownPhase(name, job_id=self.job_id, known=known) from None
 
     def __iter__(self) -> Iterator[PhaseState]:
-        return iter(self.phases.values())
+        cls = self.spec.phase_class
+        return (cls(self, index) for index in range(len(self._phases)))
 
     # -- aggregate ---------------------------------------------------------------------------
 
     def _statuses(self) -> tuple[str, ...]:
-        return tuple([p.status for p in self.phases.values()])
+        return tuple([p.status for p in self._phases])
 
     def get_overall_status(self) -> str:
         """The overall status: the ``then`` of the first aggregation rule that fires."""
@@ -144,7 +185,7 @@ class JobState:
 
     def get_overall_progress(self) -> float:
         """The weighted progress of the phases, 0.0 to 100.0."""
-        return self.spec.aggregator.progress([p.progress for p in self.phases.values()])
+        return self.spec.aggregator.progress([p.progress for p in self._phases])
 
     def _aggregate(self) -> tuple[str, str | None]:
         """The overall status and current phase (from the committed record when it is current)."""
@@ -187,46 +228,50 @@ class JobState:
 
     def _record_after(self, change: Change) -> JobRecord:
         """The job's record as it will be once ``change`` is applied (the job is unchanged)."""
-        base = self._record
-        if base is not None and not self._unsaved:
-            phases = list(base.phases)
-        else:
-            phases = [p.to_record() for p in self.phases.values()]
+        phases = list(self._phases)
         phases[change.index] = change.after
         aggregator = self.spec.aggregator
         status, current_phase = aggregator.outline(tuple([p.status for p in phases]))
-        return JobRecord(
-            job_id=self.job_id,
-            spec_name=self.spec.name,
-            spec_fingerprint=self.spec.fingerprint,
-            status=status,
-            current_phase=current_phase,
-            progress=aggregator.progress([p.progress for p in phases]),
-            version=self.version + 1,
-            created_at=self.created_at,
-            updated_at=change.at,
-            phases=tuple(phases),
-            metadata=self.metadata,
+        return JobRecord._build(
+            self.job_id,
+            self.spec.name,
+            self.spec.fingerprint,
+            status,
+            current_phase,
+            aggregator.progress([p.progress for p in phases]),
+            self.version + 1,
+            self.created_at,
+            change.at,  # updated_at
+            tuple(phases),
+            self.metadata,
         )
 
     def _apply(self, change: Change, *, committed: JobRecord | None = None) -> None:
         """Make a planned change visible; ``committed`` is the record a tracker saved for it."""
-        list(self.phases.values())[change.index]._load(change.after)
-        self.version += 1
-        self.updated_at = change.at
         if committed is not None:
+            self._phases = committed.phases
             self._record = committed
             self._unsaved = False
+        else:
+            self._replace_phase(change)
+        self.version += 1
+        self.updated_at = change.at
 
     def _apply_unsaved(self, change: Change) -> None:
         """Make a progress change visible that a tracker keeps in memory until its next save."""
-        list(self.phases.values())[change.index]._load(change.after)
+        self._replace_phase(change)
         self.updated_at = change.at
         self._unsaved = True
+
+    def _replace_phase(self, change: Change) -> None:
+        phases = list(self._phases)
+        phases[change.index] = change.after
+        self._phases = tuple(phases)
 
     def _committed(self, record: JobRecord) -> None:
         """Note that ``record`` (the job as it is in memory) was saved."""
         self.version = record.version
+        self._phases = record.phases
         self._record = record
         self._unsaved = False
 
@@ -237,7 +282,7 @@ class JobState:
         names = self.spec.definition.transitions[change.transition].after
         if not names:
             return
-        phase = list(self.phases.values())[change.index]
+        phase = self.spec.phase_class(self, change.index)
         ctx = TransitionContext(
             job=self,
             phase=phase,
@@ -261,7 +306,7 @@ class JobState:
 
     def to_record(self) -> JobRecord:
         """An immutable snapshot of the job, as stores keep it."""
-        phases: tuple[PhaseRecord, ...] = tuple(p.to_record() for p in self.phases.values())
+        phases = self._phases
         return JobRecord(
             job_id=self.job_id,
             spec_name=self.spec.name,
@@ -288,7 +333,7 @@ class JobState:
             metadata=dict(self.metadata),
             created_at=self.created_at,
             updated_at=self.updated_at,
-            phases=[p.to_schema() for p in self.phases.values()],
+            phases=[p.to_schema() for p in self],
         )
 
     def __repr__(self) -> str:

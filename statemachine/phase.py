@@ -32,63 +32,61 @@ class PhaseState:
     so the methods are real attributes that ``dir()`` and editors see. Every change goes
     through the job, which checks it against the phase set and commits it where configured.
 
-    The fields are read-only: a phase holds the immutable ``PhaseRecord`` of its last change
-    (new jobs share the phase set's initial records), and a change replaces it whole.
+    A phase is a view of its job: the job holds the immutable ``PhaseRecord`` of each phase
+    (shared with the record its store keeps), and a change replaces the record. The fields
+    are read-only, always current, and two views of the same phase of the same job are equal.
     """
 
-    __slots__ = ("_job", "_record")
+    __slots__ = ("_index", "_job")
 
-    def __init__(self, job: JobState, record: PhaseRecord) -> None:
+    def __init__(self, job: JobState, index: int) -> None:
         self._job = job
-        self._record = record
-
-    def _load(self, record: PhaseRecord) -> None:
-        self._record = record
+        self._index = index
 
     @property
     def phase_name(self) -> str:
         """The phase's name in its phase set."""
-        return self._record.phase_name
+        return self._job._phases[self._index].phase_name
 
     @property
     def status(self) -> str:
         """The current status (a ``PhaseStatus`` value for the default phase set)."""
-        return self._record.status
+        return self._job._phases[self._index].status
 
     @property
     def progress(self) -> float:
         """0.0 to 100.0; capped below 100 until a success status."""
-        return self._record.progress
+        return self._job._phases[self._index].progress
 
     @property
     def items_processed(self) -> int:
         """Items processed, as last reported."""
-        return self._record.items_processed
+        return self._job._phases[self._index].items_processed
 
     @property
     def items_total(self) -> int | None:
         """Items to process in all, when known."""
-        return self._record.items_total
+        return self._job._phases[self._index].items_total
 
     @property
     def started_at(self) -> datetime | None:
         """When the phase first entered an ``active`` status."""
-        return self._record.started_at
+        return self._job._phases[self._index].started_at
 
     @property
     def completed_at(self) -> datetime | None:
         """When the phase entered a ``terminal`` status."""
-        return self._record.completed_at
+        return self._job._phases[self._index].completed_at
 
     @property
     def updated_at(self) -> datetime | None:
         """When the phase last changed; None until its first change."""
-        return self._record.updated_at
+        return self._job._phases[self._index].updated_at
 
     @property
     def error(self) -> str | None:
         """The error the last trigger carried; cleared on entering a non-terminal status."""
-        return self._record.error
+        return self._job._phases[self._index].error
 
     @property
     def job(self) -> JobState:
@@ -126,11 +124,19 @@ class PhaseState:
 
     def to_record(self) -> PhaseRecord:
         """An immutable snapshot, as stores keep it."""
-        return self._record
+        return self._job._phases[self._index]
 
     def to_schema(self) -> PhaseStateSchema:
         """The phase as a pydantic model, for APIs."""
         return PhaseStateSchema.model_validate(self.to_record(), from_attributes=True)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PhaseState):
+            return NotImplemented
+        return self._job is other._job and self._index == other._index
+
+    def __hash__(self) -> int:
+        return hash((id(self._job), self._index))
 
     def __repr__(self) -> str:
         return (

@@ -26,7 +26,7 @@ _EMPTY: Mapping[str, Any] = {}
 class PhaseSet:
     """A validated phase set compiled into one shared ``transitions`` machine.
 
-    Every job of the phase set is driven through the same machine; the phase set holds
+    Every job of the phase set is resolved against the same machine; the phase set holds
     everything derived from the definition (trigger table, flags, aggregation) once.
     """
 
@@ -105,18 +105,18 @@ class PhaseSet:
         """The record of a new job: every phase in the initial status, version 1."""
         now = at or datetime.now(UTC)
         status, current_phase = self._initial_aggregate
-        return JobRecord(
-            job_id=validate_job_id(job_id),
-            spec_name=self.name,
-            spec_fingerprint=self.fingerprint,
-            status=status,
-            current_phase=current_phase,
-            progress=0.0,
-            version=1,
-            created_at=now,
-            updated_at=now,
-            phases=self._initial_phases,
-            metadata=dict(metadata or _EMPTY),
+        return JobRecord._build(
+            validate_job_id(job_id),
+            self.name,
+            self.fingerprint,
+            status,
+            current_phase,
+            0.0,  # progress
+            1,  # version
+            now,  # created_at
+            now,  # updated_at
+            self._initial_phases,
+            dict(metadata or _EMPTY),
         )
 
     def new_job(
