@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -122,5 +123,7 @@ class Aggregator:
 
     def progress(self, progresses: Sequence[float]) -> float:
         """The weighted mean of the phases' progress, 0.0 to 100.0."""
-        total = sum(w * p for w, p in zip(self._weights, progresses, strict=True))
+        if len(progresses) != len(self._weights):
+            raise ValueError(f"{len(progresses)} progresses for {len(self._weights)} phases")
+        total: float = sum(map(operator.mul, self._weights, progresses))
         return min(100.0, max(0.0, total / self._total_weight))
