@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from .errors import ConcurrentUpdateError, JobExists, JobNotFound, PhaseKitError
-from .events import HistoryEvent
+from .events import HistoryEvent, JobCreated, PhaseChanged
 from .records import JobRecord
 
 __all__ = ["MemoryStore", "SpecArchive", "Store", "list_order", "open_store"]
@@ -77,19 +77,24 @@ def list_order(record: JobRecord) -> tuple[float, str]:
     return (-record.updated_at.timestamp(), record.job_id)
 
 
-# History events kept packed: the event's class and its field values in declaration order.
-# A tuple holds them in a third of the memory of the event object and its ``__dict__``, and
-# ``history()`` rebuilds equal events (same ids) from it.
-_Packed = tuple[type[HistoryEvent], tuple[Any, ...]]
+# History is kept packed: per event, its ``type`` tag and its field values in declaration
+# order. A tuple of the values takes a third of the memory of the event object with its
+# ``__dict__``; ``history()`` validates the values back into equal events, with the same ids.
+_Packed = tuple[str, tuple[Any, ...]]
+_EVENT_TYPES: dict[str, type[HistoryEvent]] = {
+    "job_created": JobCreated,
+    "phase_changed": PhaseChanged,
+}
 
 
 def _pack(event: HistoryEvent) -> _Packed:
-    return type(event), tuple(event.__dict__.values())
+    return event.type, tuple(event.__dict__.values())
 
 
 def _unpack(packed: _Packed) -> HistoryEvent:
-    cls, values = packed
-    return cls.build(**dict(zip(cls.model_fields, values, strict=True)))
+    kind, values = packed
+    cls = _EVENT_TYPES[kind]
+    return cls.model_validate(dict(zip(cls.model_fields, values, strict=True)))
 
 
 class MemoryStore:
@@ -156,7 +161,7 @@ class MemoryStore:
 
     def history(self, job_id: str) -> builtins.list[HistoryEvent]:
         with self._lock:
-            packed = list(self._history.get(job_id, ()))
+            packed = builtins.list(self._history.get(job_id, ()))
         return [_unpack(p) for p in packed]
 
     def remember_spec(self, name: str, fingerprint: str, definition: Mapping[str, Any]) -> None:
