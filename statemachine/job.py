@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -109,7 +110,9 @@ class JobState:
     ) -> None:
         self.spec = spec
         self.job_id = job_id
-        self.metadata: dict[str, Any] = dict(metadata)
+        #: The metadata the job was created with: the job's own copy, for reading (what is
+        #: stored is fixed at creation; changing this dict changes nothing stored).
+        self.metadata: dict[str, Any] = copy.deepcopy(dict(metadata)) if metadata else {}
         self.version = version
         self.created_at = created_at
         self.updated_at = updated_at
@@ -243,8 +246,14 @@ class JobState:
             self.created_at,
             change.at,  # updated_at
             tuple(phases),
-            self.metadata,
+            self._stored_metadata(),
         )
+
+    def _stored_metadata(self) -> Mapping[str, Any]:
+        """The metadata records carry: the committed record's, or a copy of the job's."""
+        if self._record is not None:
+            return self._record.metadata
+        return copy.deepcopy(self.metadata)
 
     def _apply(self, change: Change, *, committed: JobRecord | None = None) -> None:
         """Make a planned change visible; ``committed`` is the record a tracker saved for it."""
@@ -318,7 +327,7 @@ class JobState:
             created_at=self.created_at,
             updated_at=self.updated_at,
             phases=phases,
-            metadata=dict(self.metadata),
+            metadata=self._stored_metadata(),
         )
 
     def to_schema(self) -> JobStateSchema:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import copy
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -77,10 +78,13 @@ def list_order(record: JobRecord) -> tuple[float, str]:
     return (-record.updated_at.timestamp(), record.job_id)
 
 
-# History is kept packed: per event, its ``type`` tag and its field values in declaration
-# order. A tuple of the values takes a third of the memory of the event object with its
-# ``__dict__``; ``history()`` validates the values back into equal events, with the same ids.
-_Packed = tuple[str, tuple[Any, ...]]
+# History is kept packed: per event, one tuple of its ``type`` tag and its field values in
+# declaration order, the containers of a ``JobCreated`` copied into tuples (its phases, and
+# its metadata's items). That takes a third of the memory of the event object with its
+# ``__dict__``, and the garbage collector stops visiting a packed event once it holds no
+# other container (no metadata, or flat metadata). ``history()`` validates the values back
+# into equal events, with the same ids.
+_Packed = tuple[Any, ...]
 _EVENT_TYPES: dict[str, type[HistoryEvent]] = {
     "job_created": JobCreated,
     "phase_changed": PhaseChanged,
@@ -88,13 +92,25 @@ _EVENT_TYPES: dict[str, type[HistoryEvent]] = {
 
 
 def _pack(event: HistoryEvent) -> _Packed:
-    return event.type, tuple(event.__dict__.values())
+    values = event.__dict__
+    if isinstance(event, JobCreated):
+        metadata = values["metadata"]
+        values = {
+            **values,
+            "phases": tuple(values["phases"]),
+            "metadata": tuple(copy.deepcopy(metadata).items()) if metadata else (),
+        }
+    return (event.type, *values.values())
 
 
 def _unpack(packed: _Packed) -> HistoryEvent:
-    kind, values = packed
+    kind, *values = packed
     cls = _EVENT_TYPES[kind]
-    return cls.model_validate(dict(zip(cls.model_fields, values, strict=True)))
+    fields = dict(zip(cls.model_fields, copy.deepcopy(values), strict=True))
+    if cls is JobCreated:
+        fields["metadata"] = dict(fields["metadata"])
+    # Validation copies the events' lists and dicts, not what they hold: hence the deep copy.
+    return cls.model_validate(fields)
 
 
 class MemoryStore:

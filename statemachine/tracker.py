@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 import os
@@ -31,7 +32,7 @@ from .events import (
     TransitionRequest,
 )
 from .job import JobState
-from .limits import check_metadata
+from .limits import check_metadata, validate_job_id
 from .loading import load_phase_set
 from .phase import PhaseState
 from .phaseset import PhaseSet
@@ -169,7 +170,7 @@ class Tracker:
             spec=self.spec.name,
             phases=list(self.spec.phase_names),
             initial_status=self.spec.initial_status,
-            metadata=dict(record.metadata),
+            metadata=copy.deepcopy(record.metadata) if record.metadata else {},
         )
         with self._lock_for(record.job_id):
             try:
@@ -206,6 +207,8 @@ class Tracker:
         return self._restore(record)
 
     def _load(self, job_id: str) -> JobRecord | None:
+        if not _could_exist(job_id):
+            return None
         try:
             return self.store.load(job_id)
         except PhaseKitError:
@@ -241,6 +244,8 @@ class Tracker:
 
     def history(self, job_id: str) -> list[HistoryEvent]:
         """The job's history: its creation, then every status change, in order."""
+        if not _could_exist(job_id):
+            return []
         return self.store.history(job_id)
 
     def plugin_info(self) -> list[PluginInfo]:
@@ -452,3 +457,15 @@ class Tracker:
 
     def __repr__(self) -> str:
         return f"<Tracker {self.spec.name!r} store={type(self.store).__name__}>"
+
+
+def _could_exist(job_id: str) -> bool:
+    """Whether a job can have ``job_id``: one ``create_job`` refuses (e.g. with a NUL) cannot.
+
+    Such an id is not sent to the store, so every store answers it alike (not found).
+    """
+    try:
+        validate_job_id(job_id)
+    except ValueError:
+        return False
+    return True

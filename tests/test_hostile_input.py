@@ -21,6 +21,7 @@ from sqlalchemy import select
 from plugins.sql import SQLStore
 from statemachine import (
     ConfigError,
+    JobNotFound,
     JobState,
     PersistenceError,
     PhaseSet,
@@ -98,6 +99,15 @@ def test_an_unusable_job_id_is_a_value_error_and_nothing_is_written(
     with pytest.raises(ValueError, match="job id"):
         tracker.create_job(job_id)
     assert snapshot(store) == before
+
+
+@pytest.mark.parametrize("job_id", list(BAD_IDS.values()), ids=list(BAD_IDS))
+def test_looking_up_an_unusable_job_id_finds_nothing_on_every_store(
+    tracker: Tracker, store: SQLStore, job_id: str
+) -> None:
+    with pytest.raises(JobNotFound):
+        tracker.get_job(job_id)
+    assert tracker.history(job_id) == []
 
 
 @pytest.mark.parametrize("job_id", [42, None, b"job-1", ["job-1"]])

@@ -125,6 +125,27 @@ def test_history_lists_creation_and_every_status_change(tracker: Tracker) -> Non
     ]
 
 
+def test_memory_history_is_what_the_plugins_saw_and_cannot_be_changed_through_it(
+    tracker: Tracker, recorder: Recorder
+) -> None:
+    job = tracker.create_job("j", metadata={"tags": ["a"]})
+    job.phases["discovery"].start()
+    job.phases["discovery"].fail("boom")
+    seen = [e for e in recorder.events if e.type in ("job_created", "phase_changed")]
+    history = tracker.history("j")
+    assert history == seen and [e.event_id for e in history] == [e.event_id for e in seen]
+    assert [type(e) for e in history] == [type(e) for e in seen]
+    history[0].phases.append("extra")  # type: ignore[union-attr]
+    history[0].metadata["tags"].append("b")  # type: ignore[union-attr]
+    seen[0].metadata["tags"].append("c")  # type: ignore[union-attr]
+    job.metadata["tags"].append("d")
+    assert tracker.history("j")[0].metadata == {"tags": ["a"]}  # type: ignore[union-attr]
+    assert tracker.history("j")[0].phases == list(job.spec.phase_names)  # type: ignore[union-attr]
+    assert tracker.get_job("j").metadata == {"tags": ["a"]}
+    job.phases["extraction"].start()  # a commit after the job's copy changed saves the original
+    assert tracker.get_job("j").metadata == {"tags": ["a"]}
+
+
 class Raising:
     @hookimpl
     def phase_changed(self, event: statemachine.PhaseChanged) -> None:
