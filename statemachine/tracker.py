@@ -16,7 +16,6 @@ from .changes import Change, plan_progress, plan_transition
 from .configfile import ConfigError, read_config
 from .errors import (
     ConcurrentUpdateError,
-    JobExists,
     JobNotFound,
     PersistenceError,
     PhaseKitError,
@@ -175,9 +174,7 @@ class Tracker:
         with self._lock_for(record.job_id):
             try:
                 self.store.create(record, [event])
-            except (JobExists, PersistenceError):
-                raise
-            except PhaseKitError:
+            except PhaseKitError:  # JobExists, or a store's own PersistenceError
                 raise
             except Exception as exc:
                 raise PersistenceError(f"job {job_id!r}: store failed: {exc}") from exc
