@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import create_engine, text
 
-from plugins.sql import SQLStore, build_tables, store_url
+from statemachine.plugins.sql import SQLStore, build_tables, store_url
 from statemachine import PhaseSet, Tracker
 
 from .handwritten import HandWrittenJob

@@ -17,7 +17,16 @@ from typing import Any, Literal
 
 import httpx
 
-from plugins.webhook_options import (
+from statemachine import (
+    JobCreated,
+    JobStatusChanged,
+    PhaseChanged,
+    ProgressUpdated,
+    __version__,
+    hookimpl,
+)
+
+from .webhook_options import (
     EVENT_TYPES,
     check_events,
     check_headers,
@@ -26,20 +35,12 @@ from plugins.webhook_options import (
     check_url,
     display_url,
 )
-from plugins.webhook_signing import (
+from .webhook_signing import (
     DELIVERY_HEADER,
     EVENT_HEADER,
     SIGNATURE_HEADER,
     sign,
     verify_signature,
-)
-from statemachine import (
-    JobCreated,
-    JobStatusChanged,
-    PhaseChanged,
-    ProgressUpdated,
-    __version__,
-    hookimpl,
 )
 
 __all__ = [

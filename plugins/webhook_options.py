@@ -8,8 +8,9 @@ from typing import Final
 
 import httpx
 
-from plugins.webhook_signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER
 from statemachine import JobCreated, JobStatusChanged, PhaseChanged, ProgressUpdated
+
+from .webhook_signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER
 
 __all__ = [
     "EVENT_TYPES",

@@ -1,10 +1,12 @@
-"""phasekit: declarative phase sets for long-running jobs, on transitions and pluggy."""
+"""phasekit: declarative phase sets for long-running jobs, on transitions and pluggy.
+
+This module is the public API: every name in ``__all__`` is supported, and plugins (the
+bundled ones in ``statemachine.plugins`` too) import only these. docs/architecture.md maps
+the subpackages behind it.
+"""
 
 from __future__ import annotations
 
-from .aggregate import StatusExplanation
-from .configfile import ConfigError
-from .context import Action, Guard, TransitionContext
 from .errors import (
     ConcurrentUpdateError,
     InvalidTransition,
@@ -18,26 +20,43 @@ from .errors import (
     TransitionRejected,
     UnknownPhase,
 )
-from .events import (
+from .hooks import PluginInfo, Veto, hookimpl
+from .runtime import (
+    Action,
+    Guard,
+    JobState,
+    JobStateSchema,
+    PhaseSet,
+    PhaseState,
+    PhaseStateSchema,
+    PhaseStatus,
+    StatusExplanation,
+    TransitionContext,
+    check_spec,
+    load_spec,
+    parse_spec,
+    spec_from_dict,
+)
+from .store import (
     Event,
     HistoryEvent,
     JobCreated,
+    JobRecord,
     JobStatusChanged,
+    MemoryStore,
     PhaseChanged,
+    PhaseRecord,
     ProgressUpdated,
+    SpecArchive,
+    Store,
+    StoreFactory,
     TransitionRequest,
+    list_order,
+    open_store,
     parse_event,
 )
-from .hookspecs import StoreFactory, Veto, hookimpl
-from .job import JobState
-from .loading import check_spec, load_spec, parse_spec, spec_from_dict
-from .phase import PhaseState, PhaseStatus
-from .phaseset import PhaseSet
-from .plugin_manager import PluginInfo
-from .records import JobRecord, PhaseRecord
-from .schemas import JobStateSchema, PhaseStateSchema
-from .store import MemoryStore, SpecArchive, Store, list_order, open_store
 from .tracker import Tracker
+from .tracker_config import ConfigError
 
 __version__ = "0.1.0"
 

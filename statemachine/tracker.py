@@ -12,32 +12,43 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
-from .changes import Change, plan_progress, plan_transition
-from .configfile import ConfigError, read_config
 from .errors import (
-    ConcurrentUpdateError,
     JobNotFound,
     PersistenceError,
     PhaseKitError,
     SpecMismatch,
     TransitionRejected,
 )
-from .events import (
+from .hooks import PluginInfo, PluginManager
+from .limits import check_metadata, validate_job_id
+from .runtime import (
+    Change,
+    JobState,
+    PhaseSet,
+    PhaseState,
+    aggregate_of,
+    apply_committed,
+    apply_unsaved,
+    load_spec,
+    mark_saved,
+    plan_progress,
+    plan_transition,
+    record_after,
+    run_actions,
+)
+from .store import (
     HistoryEvent,
     JobCreated,
+    JobRecord,
     JobStatusChanged,
     PhaseChanged,
     ProgressUpdated,
+    SpecArchive,
+    Store,
     TransitionRequest,
+    open_store,
 )
-from .job import JobState
-from .limits import check_metadata, validate_job_id
-from .loading import load_phase_set
-from .phase import PhaseState
-from .phaseset import PhaseSet
-from .plugin_manager import PluginInfo, PluginManager
-from .records import JobRecord
-from .store import SpecArchive, Store, open_store
+from .tracker_config import attach_notifiers, config_spec, read_config
 
 __all__ = ["Tracker"]
 
@@ -69,7 +80,7 @@ class Tracker:
         progress_interval: float | None = None,
         load_entrypoints: bool = True,
     ) -> None:
-        self.spec = spec if isinstance(spec, PhaseSet) else load_phase_set(spec)
+        self.spec = spec if isinstance(spec, PhaseSet) else load_spec(spec)
         self.plugins = PluginManager(
             plugins,
             load_entrypoints=load_entrypoints,
@@ -100,6 +111,7 @@ class Tracker:
         self._last_progress_save: dict[str, float] = {}
         self._pending_lock = threading.Lock()
         self._closed = False
+        self._commits = _Commits(self)
 
     @classmethod
     def from_config(
@@ -114,11 +126,8 @@ class Tracker:
         A relative spec path in a file is read relative to that file's folder.
         """
         config, base = read_config(source)
-        spec: PhaseSet | str = config.spec
-        if base is not None and ("/" in config.spec or config.spec.endswith((".yaml", ".yml"))):
-            spec = load_phase_set(str((base / config.spec).resolve()))
         tracker = cls(
-            spec,
+            config_spec(config, base),
             config.store,
             plugins,
             store_options=config.store_options,
@@ -126,19 +135,7 @@ class Tracker:
             load_entrypoints=load_entrypoints,
         )
         try:
-            factories = tracker.plugins.notifiers()
-            for name, notifier_options in config.notifiers.items():
-                factory = factories.get(name)
-                if factory is None:
-                    raise ConfigError(
-                        f"unknown notifier {name!r}; known notifiers: "
-                        f"{', '.join(sorted(factories)) or 'none'}"
-                    )
-                try:
-                    notifier = factory(**(notifier_options or {}))
-                except (TypeError, ValueError) as exc:
-                    raise ConfigError(f"notifier {name!r}: {exc}") from None
-                tracker.plugins.register(notifier, name=f"notifier:{name}")
+            attach_notifiers(tracker.plugins, config.notifiers)
         except BaseException:
             tracker.close()
             raise
@@ -180,13 +177,15 @@ class Tracker:
                 raise PersistenceError(f"job {job_id!r}: store failed: {exc}") from exc
         # The phase set made this record: unlike a stored one, it needs no check against it.
         job = JobState.from_record(
-            self.spec, record, guards=self._guards, actions=self._actions, committer=self
+            self.spec, record, guards=self._guards, actions=self._actions, committer=self._commits
         )
         self.plugins.job_created(event)
         return job
 
     def _attach(self, record: JobRecord) -> JobState:
-        return self.spec.restore(record, guards=self._guards, actions=self._actions, committer=self)
+        return self.spec.restore(
+            record, guards=self._guards, actions=self._actions, committer=self._commits
+        )
 
     def _restore(self, record: JobRecord) -> JobState:
         if record.spec_name != self.spec.name:
@@ -249,7 +248,7 @@ class Tracker:
         """Every plugin registered or tried, with version, distribution, hooks and load error."""
         return self.plugins.plugin_info()
 
-    # -- the commit protocol (called by jobs through the Committer protocol) -----------------
+    # -- the commit protocol (tracked jobs call it through ``_Commits``) ---------------------
 
     def _lock_for(self, job_id: str) -> threading.RLock:
         return self._locks[hash(job_id) % _LOCK_STRIPES]
@@ -257,16 +256,14 @@ class Tracker:
     def _save(self, job: JobState, record: JobRecord, events: list[HistoryEvent]) -> None:
         try:
             self.store.save(record, expected_version=job.version, events=events)
-        except (ConcurrentUpdateError, PersistenceError, JobNotFound):
-            raise
-        except PhaseKitError:
+        except PhaseKitError:  # ConcurrentUpdateError, JobNotFound, a store's PersistenceError
             raise
         except Exception as exc:
             raise PersistenceError(
                 f"job {job.job_id!r}: store failed, nothing was changed: {exc}"
             ) from exc
 
-    def fire(
+    def _commit_transition(
         self,
         job: JobState,
         phase: PhaseState,
@@ -298,7 +295,7 @@ class Tracker:
                         reason="; ".join(v.reason for _, v in vetoes),
                         rejected_by=", ".join(f"plugin {name!r}" for name, _ in vetoes),
                     )
-            record = job._record_after(change)
+            record = record_after(job, change)
             event = PhaseChanged.build(
                 job_id=job.job_id,
                 version=record.version,
@@ -309,14 +306,14 @@ class Tracker:
                 dest=dest,
                 error=error,
             )
-            old_status, old_current = job._aggregate()
+            old_status, old_current = aggregate_of(job)
             self._save(job, record, [event])
-            job._apply(change, committed=record)
+            apply_committed(job, change, record)
             with self._pending_lock:
                 self._pending.pop(job.job_id, None)
         failure: BaseException | None = None
         try:
-            job._run_actions(change)
+            run_actions(job, change)
         except Exception as exc:  # the change is committed; report after notifying
             failure = exc
         self.plugins.phase_changed(event)
@@ -324,7 +321,7 @@ class Tracker:
         if failure is not None:
             raise failure
 
-    def report_progress(
+    def _commit_progress(
         self, job: JobState, phase: PhaseState, items_processed: int, items_total: int | None
     ) -> None:
         """Commit a progress report (what ``phase.update_progress()`` calls)."""
@@ -332,9 +329,9 @@ class Tracker:
         with self._lock_for(job.job_id):
             change = plan_progress(job, phase, items_processed, items_total)
             if self._coalesce(job):
-                job._apply_unsaved(change)
+                apply_unsaved(job, change)
                 return
-            record = self._commit_progress(job, change)
+            record = self._save_progress(job, change)
         self._announce_progress(job, record, change)
 
     def _coalesce(self, job: JobState) -> bool:
@@ -351,10 +348,10 @@ class Tracker:
             self._pending.pop(job.job_id, None)
             return False
 
-    def _commit_progress(self, job: JobState, change: Change) -> JobRecord:
-        record = job._record_after(change)
+    def _save_progress(self, job: JobState, change: Change) -> JobRecord:
+        record = record_after(job, change)
         self._save(job, record, [])
-        job._apply(change, committed=record)
+        apply_committed(job, change, record)
         return record
 
     def _announce_progress(self, job: JobState, record: JobRecord, change: Change) -> None:
@@ -411,7 +408,7 @@ class Tracker:
                 if record.phases == stored.phases:
                     continue
                 self._save(job, record, [])
-                job._committed(record)
+                mark_saved(job, record)
             for index, (before, after) in enumerate(zip(stored.phases, record.phases, strict=True)):
                 if before != after:
                     change = Change(index, after.status, after, at=record.updated_at)
@@ -466,3 +463,27 @@ def _could_exist(job_id: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+class _Commits:
+    """The ``Committer`` a Tracker hands its jobs: ``phase.start()`` ends up here."""
+
+    __slots__ = ("_tracker",)
+
+    def __init__(self, tracker: Tracker) -> None:
+        self._tracker = tracker
+
+    def commit_transition(
+        self,
+        job: JobState,
+        phase: PhaseState,
+        trigger: str,
+        error: str | None,
+        data: Mapping[str, Any],
+    ) -> None:
+        self._tracker._commit_transition(job, phase, trigger, error, data)
+
+    def commit_progress(
+        self, job: JobState, phase: PhaseState, items_processed: int, items_total: int | None
+    ) -> None:
+        self._tracker._commit_progress(job, phase, items_processed, items_total)

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 import statemachine
-from plugins.sql import SQLStore, store_url
+from statemachine.plugins.sql import SQLStore, store_url
 from statemachine import PhaseSet, Tracker, hookimpl
 
 

@@ -30,7 +30,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from plugins.sql import SQLStore
+from statemachine.plugins.sql import SQLStore
 from statemachine import ConcurrentUpdateError, JobState, PhaseChanged, Tracker, hookimpl, load_spec
 
 #: What ``write`` does to every phase of a job, in order: (trigger, or None for progress).

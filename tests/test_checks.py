@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from statemachine.checks import (
+from statemachine.spec.checks import (
     MAX_STATUS_SETS,
     analyse,
     first_rule,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statemachine
 from statemachine import PhaseSet
-from statemachine.diagram import to_dot, to_mermaid
+from statemachine.runtime import to_dot, to_mermaid
 
 GUARDED = """\
 phasekit: 1

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from statemachine import JobCreated, JobStatusChanged, PhaseChanged, ProgressUpdated
-from statemachine.events import EventBase, parse_event
+from statemachine.store.events import EventBase, parse_event
 
 AT = datetime(2026, 5, 4, 3, 2, 1, tzinfo=UTC)
 

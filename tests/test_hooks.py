@@ -19,9 +19,9 @@ from statemachine import (
     TransitionRequest,
     Veto,
     hookimpl,
-    hookspecs,
 )
-from statemachine.plugin_manager import HOOK_NAMES
+from statemachine.hooks import HOOK_KINDS, HOOK_NAMES
+from statemachine.hooks import specs as hookspecs
 
 from .conftest import Recorder
 
@@ -58,6 +58,17 @@ def test_every_hook_has_a_test(hook: str) -> None:
 @pytest.mark.parametrize("hook", HOOK_NAMES)
 def test_every_hook_has_a_docstring(hook: str) -> None:
     assert (getattr(hookspecs, hook).__doc__ or "").strip()
+
+
+def test_hook_names_are_the_declared_hook_specs() -> None:
+    declared = {n for n in dir(hookspecs) if hasattr(getattr(hookspecs, n), "phasekit_spec")}
+    assert set(HOOK_NAMES) == declared
+
+
+@pytest.mark.parametrize("hook", HOOK_NAMES)
+def test_every_hook_docstring_states_its_calling_rule(hook: str) -> None:
+    doc = getattr(hookspecs, hook).__doc__ or ""
+    assert f"{HOOK_KINDS[hook].capitalize()}:" in doc
 
 
 def test_hook_register_stores(ingestion: PhaseSet) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from plugins.sql import SQLStore
+from statemachine.plugins.sql import SQLStore
 from statemachine import (
     ConfigError,
     JobNotFound,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from statemachine import yamlcompose
+from statemachine.spec import compose as yamlcompose
 from statemachine.errors import SpecError, SpecIssue
-from statemachine.loader import (
+from statemachine.spec.documents import (
     MAX_DEPTH,
     MAX_DOCUMENT_BYTES,
     MAX_NODES,

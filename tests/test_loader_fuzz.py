@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from statemachine import yamlcompose
+from statemachine.spec import compose as yamlcompose
 from statemachine.errors import SpecError
-from statemachine.loader import definition_from_dict, parse_definition
+from statemachine.spec.documents import definition_from_dict, parse_definition
 from statemachine.spec import PhaseSetDef
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"

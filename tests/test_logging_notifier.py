@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-import plugins.logging_notifier
-from plugins.logging_notifier import LoggingNotifier
+import statemachine.plugins.logging_notifier
+from statemachine.plugins.logging_notifier import LoggingNotifier
 from statemachine import JobState, PhaseSet, Tracker
 
 LOGGER = "phasekit.events"
@@ -150,4 +150,4 @@ def test_config_builds_the_logging_notifier(caplog: pytest.LogCaptureFixture) ->
 
 
 def test_register_notifiers_offers_logging() -> None:
-    assert plugins.logging_notifier.register_notifiers() == {"logging": LoggingNotifier}
+    assert statemachine.plugins.logging_notifier.register_notifiers() == {"logging": LoggingNotifier}

@@ -165,16 +165,86 @@ def test_the_wheel_ships_the_bundled_phase_sets_schema_and_type_marker(
         "statemachine/config/phasekit.schema.json",
         "statemachine/py.typed",
         "statemachine/cli/__init__.py",
-        "plugins/py.typed",
-        "plugins/logging_notifier.py",
-        "plugins/webhook.py",
+        "statemachine/plugins/py.typed",
+        "statemachine/plugins/logging_notifier.py",
+        "statemachine/plugins/webhook.py",
+        "statemachine/plugins/sql/__init__.py",
     ):
         assert name in names
 
 
+def test_the_wheel_installs_one_top_level_package(installed: Installed) -> None:
+    # A top-level ``plugins`` (or ``config``) would be shadowed by a host's folder of that name.
+    tops = {n.split("/", 1)[0] for n in zipfile.ZipFile(installed.wheel).namelist()}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"statemachine"}
+
+
 def test_the_installed_package_is_used_not_the_checkout(installed: Installed) -> None:
-    where = installed.python("import statemachine, plugins; print(statemachine.__file__)")
-    assert Path(where.strip()).is_relative_to(installed.venv)
+    where = installed.python(
+        "import statemachine, statemachine.plugins, statemachine.config\n"
+        "for m in (statemachine, statemachine.plugins, statemachine.config):\n"
+        "    print(m.__file__)\n"
+    )
+    assert all(Path(line).is_relative_to(installed.venv) for line in where.split())
+
+
+HOST_APP = """\
+import json, logging, sys
+
+import plugins  # the host application's own package, beside this script
+
+from statemachine import Tracker
+
+assert plugins.HOST_OWNED, "the host's plugins package is the one imported"
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s %(message)s")
+config = {
+    "spec": "ingestion",
+    "store": "sqlite:///host.db",
+    "notifiers": {
+        "logging": {"level": "INFO"},
+        "webhook": {"url": "http://127.0.0.1:9/hooks", "max_retries": 0, "close_timeout": 1},
+    },
+}
+with Tracker.from_config(config) as tracker:
+    job = tracker.create_job("host-1")
+    job.phases["discovery"].start()
+    names = sorted(info.name for info in tracker.plugin_info())
+with Tracker("ingestion", store="sqlite:///host.db") as again:
+    status = again.get_job("host-1").phases["discovery"].status
+print(json.dumps({"plugins": names, "status": status}))
+"""
+
+
+def test_a_host_application_with_its_own_plugins_package_keeps_the_bundled_backends(
+    installed: Installed,
+) -> None:
+    host = installed.elsewhere / "host-app"
+    (host / "plugins").mkdir(parents=True)
+    (host / "plugins" / "__init__.py").write_text("HOST_OWNED = True\n")
+    (host / "app.py").write_text(HOST_APP)
+    result = subprocess.run(
+        [str(installed.venv / "bin" / "python"), "app.py"],
+        cwd=host, env=installed.env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["status"] == "running"  # the SQLite store kept it
+    assert {"notifier:logging", "notifier:webhook", "sql"} <= set(out["plugins"])
+    assert "job=host-1 v=2 phase_changed phase=discovery start" in result.stderr  # logging
+
+
+def test_a_postgresql_store_without_psycopg_names_the_extra(installed: Installed) -> None:
+    # The wheel was installed without extras, so psycopg is not there.
+    assert "no psycopg" in installed.python(
+        "import importlib.util\n"
+        "print('no psycopg' if importlib.util.find_spec('psycopg') is None else 'psycopg')"
+    )
+    result = installed.phasekit(
+        "jobs", "list", "--store", "postgresql://someone@127.0.0.1:5432/test", ok=False
+    )
+    assert result.returncode == 1
+    assert "pip install 'phasekit[postgresql]'" in result.stderr
+
 
 
 def test_bundled_phase_sets_load_by_name(installed: Installed) -> None:
@@ -234,4 +304,51 @@ def test_entry_point_plugins_are_listed_and_a_broken_one_is_not_fatal(
     assert created.stderr.splitlines() == [
         "warning: phasekit plugin 'broken' could not be loaded: "
         "RuntimeError: boom: this plugin is broken on purpose"
+    ]
+
+
+EDITABLE_CHECK = """\
+import json
+import importlib.metadata
+
+import statemachine, statemachine.config, statemachine.plugins, statemachine.plugins.sql
+from statemachine import load_spec
+
+print(json.dumps({
+    "config": statemachine.config.__file__,
+    "plugins": statemachine.plugins.__file__,
+    "spec": load_spec("ingestion").filename,
+    "entry_points": sorted(e.value for e in importlib.metadata.entry_points(group="phasekit")),
+}))
+"""
+
+
+def test_an_editable_install_imports_the_bundled_plugins_and_phase_sets(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "phasekit-src"
+    shutil.copytree(REPO, source, ignore=SOURCE_IGNORE)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    env = _clean_env(venv)
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "-e", str(source)],
+        check=True, env=env, timeout=600,
+    )  # fmt: skip
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", EDITABLE_CHECK],
+        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    # Both come from the checkout's own folders, through the package the install maps.
+    assert found["config"] == str(source / "config" / "__init__.py")
+    assert found["plugins"] == str(source / "plugins" / "__init__.py")
+    assert found["spec"] == str(source / "config" / "ingestion.yaml")
+    assert found["entry_points"] == [
+        "statemachine.plugins.logging_notifier",
+        "statemachine.plugins.sql",
+        "statemachine.plugins.webhook",
     ]

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from statemachine.errors import SpecError
-from statemachine.loader import parse_definition
-from statemachine.semantics import check_references
+from statemachine.spec.documents import parse_definition
+from statemachine.spec.references import check_references
 
 
 def base() -> dict[str, Any]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from plugins.sql import SQLStore
+from statemachine.plugins.sql import SQLStore
 from statemachine import JobCreated, JobRecord, PhaseChanged, PhaseSet, Tracker, load_spec
 
 from .conftest import Recorder, StoreTarget

@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from plugins.sql import SQLStore, store_url
+from statemachine.plugins.sql import SQLStore, store_url
 from statemachine import PhaseSet, Tracker
 
 from .conftest import StoreTarget

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, inspect
 
-from plugins.sql import SQLStore, store_url
+from statemachine.plugins.sql import SQLStore, store_url
 from statemachine import (
     ConcurrentUpdateError,
     JobCreated,

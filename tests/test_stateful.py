@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from plugins.sql import SQLStore
+from statemachine.plugins.sql import SQLStore
 from statemachine import (
     ConcurrentUpdateError,
     InvalidTransition,

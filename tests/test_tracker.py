@@ -24,7 +24,7 @@ from statemachine import (
     Veto,
     hookimpl,
 )
-from statemachine.events import HistoryEvent
+from statemachine.store.events import HistoryEvent
 
 from .conftest import Recorder
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-import plugins.webhook
-from plugins.webhook import WebhookNotifier, sign, verify_signature
+import statemachine.plugins.webhook
+from statemachine.plugins.webhook import WebhookNotifier, sign, verify_signature
 from statemachine import ConfigError, PhaseChanged, PhaseSet, Tracker, parse_event
 
 SECRET = "s3cr3t-do-not-leak-4f9a"
@@ -609,4 +609,4 @@ def test_config_builds_the_webhook_with_the_secret_from_the_environment(
 
 
 def test_register_notifiers_offers_the_webhook() -> None:
-    assert plugins.webhook.register_notifiers() == {"webhook": WebhookNotifier}
+    assert statemachine.plugins.webhook.register_notifiers() == {"webhook": WebhookNotifier}

@@ -9,6 +9,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
+from statemachine import PhaseKitError
+
 __all__ = [
     "BACKENDS",
     "SYNCHRONOUS_MODES",
@@ -74,6 +76,8 @@ def create_store_engine(
     A host that shares one engine between its own tables and the store's can create it here.
     """
     parsed = store_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        _require_psycopg()
     engine = create_engine(parsed, **engine_options)
     if parsed.get_backend_name() == "sqlite":
         configure_sqlite(engine, synchronous=synchronous, busy_timeout=busy_timeout)
@@ -136,3 +140,14 @@ def configure_sqlite(
     event.listen(engine, "checkout", set_up)
     event.listen(engine, "begin", begin)
     _sqlite_settings[engine] = settings
+
+
+def _require_psycopg() -> None:
+    """Refuse a PostgreSQL store, naming the extra to install, when psycopg is missing."""
+    try:
+        import psycopg  # noqa: F401, PLC0415 (only PostgreSQL stores need it)
+    except ImportError:
+        raise PhaseKitError(
+            "postgresql:// stores need the psycopg driver, which is not installed: "
+            "pip install 'phasekit[postgresql]'"
+        ) from None

@@ -20,9 +20,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ..events import JobStatusChanged, PhaseChanged
-from ..hookspecs import hookimpl
-from ..loading import load_spec
+from ..hooks import hookimpl
+from ..runtime import load_spec
+from ..store import JobStatusChanged, PhaseChanged
 from ..tracker import Tracker
 from .app import DomainError, cli, quiet_stderr_logging
 from .output import console, one_line, progress_cell, status_text, timestamp

@@ -12,15 +12,13 @@ import click
 from rich.text import Text
 
 from ..errors import InvalidTransition, UnknownPhase
-from ..job import JobState
 from ..limits import MAX_COUNT, MAX_JOB_ID_LENGTH
-from ..phase import PhaseState
+from ..runtime import JobState, PhaseState, job_schema
 from .app import cli
 from .output import (
     console,
     echo_json,
     event_table,
-    job_schema,
     job_view,
     jobs_table,
     progress_cell,

@@ -14,9 +14,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ..events import JobCreated, PhaseChanged
-from ..records import JobRecord
-from ..schemas import JobStateSchema, PhaseStateSchema
+from ..runtime import JobStateSchema, PhaseStateSchema
+from ..store import JobCreated, PhaseChanged
 
 __all__ = [
     "MAX_ERROR_LINE",
@@ -24,7 +23,6 @@ __all__ = [
     "echo_json",
     "error_console",
     "event_table",
-    "job_schema",
     "job_view",
     "jobs_table",
     "one_line",
@@ -115,35 +113,6 @@ def timestamp(at: datetime | None) -> str:
     if at is None:
         return "-"
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def job_schema(record: JobRecord) -> JobStateSchema:
-    """The API model of a stored job, read straight from its record (no phase set needed)."""
-    return JobStateSchema(
-        job_id=record.job_id,
-        spec=record.spec_name,
-        status=record.status,
-        current_phase=record.current_phase,
-        progress=record.progress,
-        version=record.version,
-        metadata=dict(record.metadata),
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-        phases=[
-            PhaseStateSchema(
-                phase_name=p.phase_name,
-                status=p.status,
-                progress=p.progress,
-                items_processed=p.items_processed,
-                items_total=p.items_total,
-                started_at=p.started_at,
-                completed_at=p.completed_at,
-                updated_at=p.updated_at,
-                error=p.error,
-            )
-            for p in record.phases
-        ],
-    )
 
 
 def _items(phase: PhaseStateSchema) -> str:

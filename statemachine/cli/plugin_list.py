@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import PhaseKitError
-from ..plugin_manager import PluginManager
+from ..hooks import PluginManager
 from .app import cli, quiet_stderr_logging
 from .output import console, echo_json, one_line
 from .stores import command_plugins

@@ -8,8 +8,7 @@ import time
 from dataclasses import dataclass
 
 from ..errors import PhaseKitError
-from ..job import JobState
-from ..phaseset import PhaseSet
+from ..runtime import JobState, PhaseSet
 
 __all__ = ["JobPlan", "PhasePlan", "Worker", "plan_jobs"]
 

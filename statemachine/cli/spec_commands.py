@@ -9,12 +9,9 @@ from pathlib import Path
 import click
 from rich.text import Text
 
-from ..diagram import to_dot, to_mermaid
 from ..errors import SpecError, SpecIssue
-from ..loader import MAX_DOCUMENT_BYTES
-from ..loading import check_spec, load_spec, parse_spec
-from ..phaseset import PhaseSet
-from ..spec import PhaseSetDef
+from ..runtime import PhaseSet, check_spec, load_spec, parse_spec, to_dot, to_mermaid
+from ..spec import MAX_DOCUMENT_BYTES, PhaseSetDef
 from .app import EXIT_ERROR, cli
 from .output import console
 from .stores import StoreSession, store_options

@@ -9,17 +9,14 @@ from typing import Any, TypeVar
 
 import click
 
-from ..configfile import ConfigError, TrackerConfig, read_config
 from ..errors import JobNotFound, PhaseKitError, SpecError
-from ..events import HistoryEvent
+from ..hooks import PluginManager
 from ..limits import validate_job_id
-from ..loader import bundled_names
-from ..loading import load_spec, spec_from_dict
-from ..phaseset import PhaseSet
-from ..plugin_manager import PluginManager
-from ..records import JobRecord
-from ..store import SpecArchive, Store, open_store
+from ..runtime import PhaseSet, load_spec, spec_from_dict
+from ..spec import bundled_names
+from ..store import HistoryEvent, JobRecord, SpecArchive, Store, open_store
 from ..tracker import Tracker
+from ..tracker_config import TrackerConfig, attach_notifiers, config_spec, read_config
 from .output import shorten
 
 __all__ = [
@@ -105,10 +102,7 @@ class StoreSession:
         """The phase set the config names, a path read relative to the config file."""
         if self.config is None:
             return None
-        name = self.config.spec
-        if self.config_base is not None and ("/" in name or name.endswith((".yaml", ".yml"))):
-            return load_spec(str((self.config_base / name).resolve()))
-        return load_spec(name)
+        return config_spec(self.config, self.config_base)
 
     def spec_for_new_job(self, spec: str | None) -> PhaseSet:
         """The phase set ``--spec`` names, else the config's."""
@@ -160,20 +154,8 @@ class StoreSession:
             raise RuntimeError("a session builds one tracker")
         tracker = Tracker(spec, store=self.store)
         self._tracker = tracker
-        if self.config is not None and self.config.notifiers:
-            factories = tracker.plugins.notifiers()
-            for name, notifier_options in self.config.notifiers.items():
-                factory = factories.get(name)
-                if factory is None:
-                    raise ConfigError(
-                        f"unknown notifier {name!r}; known notifiers: "
-                        f"{', '.join(sorted(factories)) or 'none'}"
-                    )
-                try:
-                    notifier = factory(**(notifier_options or {}))
-                except (TypeError, ValueError) as exc:
-                    raise ConfigError(f"notifier {name!r}: {exc}") from None
-                tracker.plugins.register(notifier, name=f"notifier:{name}")
+        if self.config is not None:
+            attach_notifiers(tracker.plugins, self.config.notifiers)
         return tracker
 
     def close(self) -> None:

@@ -7,11 +7,9 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .spec import PhaseSetDef
+from ..spec import Condition, PhaseSetDef, default_current_phase_groups, first_firing
 
 __all__ = ["Aggregator", "StatusExplanation"]
-
-_ANY, _ALL, _OTHERWISE = 0, 1, 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +32,12 @@ class StatusExplanation:
 class Aggregator:
     """The aggregation rules of one phase set, compiled for cheap repeated evaluation.
 
-    ``any``/``all`` rules depend only on the set of statuses present among the phases
-    (the same reading ``checks.first_rule`` uses for the exhaustive shadowing check).
+    Which rule fires is ``spec.rules``' answer, the one the static checks use; the overall
+    status and current phase of each combination of statuses are remembered (``outline``).
     """
 
     __slots__ = (
+        "_conditions",
         "_current_groups",
         "_names",
         "_rules",
@@ -55,21 +54,12 @@ class Aggregator:
         self._names = tuple(p.name for p in defn.phases)
         self._weights = tuple(p.weight for p in defn.phases)
         self._total_weight = sum(self._weights)
-        self._rules: tuple[tuple[int, frozenset[str], str, str], ...] = tuple(
-            (_ANY, frozenset(r.any), r.result, r.describe())
-            if r.any is not None
-            else (_ALL, frozenset(r.all), r.result, r.describe())
-            if r.all is not None
-            else (_OTHERWISE, frozenset(), r.result, r.describe())
-            for r in defn.aggregate.status
-        )
+        self._rules = tuple(defn.aggregate.status)
+        self._conditions = tuple(Condition.of(r) for r in self._rules)
         if defn.aggregate.current_phase is not None:
             groups = [frozenset(g) for g in defn.aggregate.current_phase]
         else:
-            groups = [
-                frozenset(n for n, s in defn.statuses.items() if not s.initial and not s.terminal),
-                frozenset(n for n, s in defn.statuses.items() if s.initial),
-            ]
+            groups = default_current_phase_groups(defn)
         self._current_groups = tuple(groups)
         #: ``outline(statuses)``: the overall status and current phase of phases in
         #: ``statuses`` (a tuple), remembered per combination: commits ask it every time.
@@ -78,37 +68,30 @@ class Aggregator:
     def _outline(self, statuses: tuple[str, ...]) -> tuple[str, str | None]:
         return self.status(statuses), self.current_phase(statuses)
 
-    def _first_rule(self, present: frozenset[str] | set[str]) -> int:
-        for index, (kind, names, _result, _text) in enumerate(self._rules):
-            if kind == _ANY:
-                if not names.isdisjoint(present):
-                    return index
-            elif kind == _ALL:
-                if present <= names:
-                    return index
-            else:
-                return index
-        # Unreachable for a validated phase set: its last rule is ``otherwise``.
-        raise AssertionError("no aggregation rule fired")
+    def _first_rule(self, statuses: Sequence[str]) -> int:
+        index = first_firing(self._conditions, set(statuses))
+        if index is None:  # unreachable for a validated phase set: its last rule is ``otherwise``
+            raise AssertionError("no aggregation rule fired")
+        return index
 
     def status(self, statuses: Sequence[str]) -> str:
         """The overall status of phases in ``statuses``."""
-        return self._rules[self._first_rule(set(statuses))][2]
+        return self._rules[self._first_rule(statuses)].result
 
     def explain(self, statuses: Sequence[str]) -> StatusExplanation:
         """The rule that gives the overall status, and the phases it looked at."""
-        index = self._first_rule(set(statuses))
-        kind, names, result, text = self._rules[index]
-        if kind == _OTHERWISE:
+        index = self._first_rule(statuses)
+        rule, condition = self._rules[index], self._conditions[index]
+        if condition.kind == "otherwise":
             contributing: tuple[str, ...] = ()
         else:
             contributing = tuple(
-                n for n, s in zip(self._names, statuses, strict=True) if s in names
+                n for n, s in zip(self._names, statuses, strict=True) if s in condition.statuses
             )
         return StatusExplanation(
-            status=result,
+            status=rule.result,
             rule_index=index,
-            rule=text,
+            rule=rule.describe(),
             phases=contributing,
             statuses=tuple(dict.fromkeys(statuses)),
         )

@@ -1,24 +1,31 @@
-"""A loaded phase set: its definition, compiled once, and the factory of its jobs."""
+"""A loaded phase set: its definition, compiled once, the factory of its jobs, and loading it."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ..errors import SpecError, SpecIssue, SpecMismatch
+from ..limits import validate_job_id
+from ..spec import (
+    PhaseSetDef,
+    StatusDef,
+    analyse,
+    definition_from_dict,
+    load_definition,
+    parse_definition,
+    source_name,
+)
+from ..store import JobRecord, PhaseRecord
 from .aggregate import Aggregator
-from .compiler import CompiledMachine
-from .context import Action, Guard
-from .errors import SpecMismatch
-from .job import Committer, JobState
-from .limits import validate_job_id
-from .phase import PhaseState, phase_class
-from .records import JobRecord, PhaseRecord
-from .spec import PhaseSetDef, StatusDef
+from .job import Action, Committer, Guard, JobState, PhaseState, phase_class
+from .machine import CompiledMachine
 
-__all__ = ["PhaseSet"]
+__all__ = ["PhaseSet", "check_spec", "load_spec", "parse_spec", "spec_from_dict"]
 
 _EMPTY: Mapping[str, Any] = {}
 
@@ -192,3 +199,51 @@ def _fingerprint(definition: PhaseSetDef) -> str:
         definition.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+
+def load_spec(path_or_name: str | os.PathLike[str]) -> PhaseSet:
+    """Load a phase set from a file, or a bundled one by bare name (``"ingestion"``).
+
+    Raises ``SpecError`` listing every problem, each located in the file.
+    """
+    definition, locations = load_definition(path_or_name)
+    return PhaseSet(definition, locations=locations, filename=source_name(path_or_name))
+
+
+def parse_spec(text: str | bytes, filename: str = "<string>") -> PhaseSet:
+    """Parse a phase set from YAML text; ``SpecError`` lists every problem."""
+    definition, locations = parse_definition(text, filename)
+    return PhaseSet(definition, locations=locations, filename=filename)
+
+
+def spec_from_dict(data: Mapping[str, Any], filename: str = "<dict>") -> PhaseSet:
+    """Build a phase set from already-parsed data (e.g. a definition a store kept)."""
+    definition, locations = definition_from_dict(data, filename)
+    return PhaseSet(definition, locations=locations, filename=filename)
+
+
+def check_spec(spec: PhaseSet, *, strict: bool = False) -> list[SpecIssue]:
+    """Static checks of a phase set: warnings (or, with ``strict``, a ``SpecError``).
+
+    Finds unreachable statuses, statuses with no way out, terminal statuses with
+    outgoing transitions and aggregation rules that earlier rules shadow.
+    """
+    issues = analyse(spec.definition, spec.locations, spec.filename)
+    if strict and issues:
+        raise SpecError(
+            SpecIssue(
+                code=i.code,
+                message=i.message,
+                path=i.path,
+                line=i.line,
+                column=i.column,
+                hint=i.hint,
+                severity="error",
+                filename=i.filename,
+            )
+            for i in issues
+        )
+    return issues

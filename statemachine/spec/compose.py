@@ -10,7 +10,7 @@ from yaml.composer import Composer, ComposerError
 from yaml.events import AliasEvent, StreamEndEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .errors import SpecError, SpecIssue
+from ..errors import SpecError, SpecIssue
 
 __all__ = [
     "MAX_DEPTH",

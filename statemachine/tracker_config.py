@@ -1,4 +1,8 @@
-"""Tracker configuration files: a phase set, a store URL and the notifiers to attach."""
+"""Tracker configuration files: a phase set, a store URL and the notifiers to attach.
+
+``Tracker.from_config`` and the CLI's ``--config`` both read a file with ``read_config`` and
+wire it with ``config_spec`` and ``attach_notifiers``, so the two cannot disagree.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,19 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import PhaseKitError
+from .hooks import PluginManager
 from .limits import nesting
-from .yamlcompose import MAX_DEPTH, MAX_NODES
+from .runtime import PhaseSet, load_spec
+from .spec import MAX_DEPTH, MAX_NODES, is_bundled_name
 
-__all__ = ["ConfigError", "TrackerConfig", "expand_env", "read_config"]
+__all__ = [
+    "ConfigError",
+    "TrackerConfig",
+    "attach_notifiers",
+    "config_spec",
+    "expand_env",
+    "read_config",
+]
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -105,3 +118,31 @@ def read_config(
         )
         raise ConfigError(f"{name}: {problems}") from None
     return config, base
+
+
+def config_spec(config: TrackerConfig, base: Path | None) -> PhaseSet:
+    """The phase set a config names: a bundled name, or a path relative to the config's folder."""
+    if base is not None and not is_bundled_name(config.spec):
+        return load_spec(str((base / config.spec).resolve()))
+    return load_spec(config.spec)
+
+
+def attach_notifiers(
+    plugins: PluginManager, notifiers: Mapping[str, Mapping[str, Any] | None]
+) -> None:
+    """Build each notifier a config names, with its options, and register it as a plugin."""
+    if not notifiers:
+        return
+    factories = plugins.notifiers()
+    for name, options in notifiers.items():
+        factory = factories.get(name)
+        if factory is None:
+            raise ConfigError(
+                f"unknown notifier {name!r}; known notifiers: "
+                f"{', '.join(sorted(factories)) or 'none'}"
+            )
+        try:
+            notifier = factory(**(options or {}))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"notifier {name!r}: {exc}") from None
+        plugins.register(notifier, name=f"notifier:{name}")

@@ -8,8 +8,8 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .errors import SpecError, SpecIssue
-from .yamlcompose import MAX_DEPTH, MAX_NODES, AliasNode, FatalYamlError, compose, decode, position
+from ..errors import SpecError, SpecIssue
+from .compose import MAX_DEPTH, MAX_NODES, AliasNode, FatalYamlError, compose, decode, position
 
 __all__ = [
     "INVALID",

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import combinations
 from typing import NamedTuple
 
-from statemachine.errors import SpecIssue
-from statemachine.spec import PhaseSetDef, StatusRule
+from ..errors import SpecIssue
+from .model import PhaseSetDef
+from .rules import WILDCARD, Condition, expand_sources, first_firing
 
 __all__ = [
     "MAX_STATUS_SETS",
@@ -59,16 +59,12 @@ def analyse(
 # -- the status graph ---------------------------------------------------------------------
 
 
-def _sources(defn: PhaseSetDef, sources: Sequence[str]) -> Sequence[str]:
-    return list(defn.statuses) if "*" in sources else sources
-
-
 def _successors(defn: PhaseSetDef) -> dict[str, set[str]]:
     edges: dict[str, set[str]] = {name: set() for name in defn.statuses}
     for transition in defn.transitions:
         if transition.dest not in edges:
             continue
-        for source in _sources(defn, transition.sources):
+        for source in expand_sources(transition.sources, defn.statuses):
             if source in edges:
                 edges[source].add(transition.dest)
     return edges
@@ -139,7 +135,7 @@ def _terminal_exit_findings(defn: PhaseSetDef, terminal: list[str]) -> Iterator[
     exits: dict[str, list[int]] = {name: [] for name in terminal}
     star_findings: list[_Finding] = []
     for index, transition in enumerate(defn.transitions):
-        if "*" in transition.sources:
+        if WILDCARD in transition.sources:
             if terminal:
                 star_findings.append(
                     _Finding(
@@ -184,33 +180,6 @@ def _current_phase_findings(defn: PhaseSetDef) -> Iterator[_Finding]:
 # -- aggregation rules --------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Condition:
-    """A rule's condition: ``statuses`` is None for ``otherwise``."""
-
-    is_any: bool
-    statuses: frozenset[str] | None
-
-    @classmethod
-    def of(cls, rule: StatusRule) -> _Condition:
-        if rule.any is not None:
-            return cls(True, frozenset(rule.any))
-        if rule.all is not None:
-            return cls(False, frozenset(rule.all))
-        return cls(False, None)
-
-    def holds(self, present: frozenset[str]) -> bool:
-        if self.statuses is None:
-            return True
-        if self.is_any:
-            return not self.statuses.isdisjoint(present)
-        return present <= self.statuses
-
-
-def _fire(conditions: Sequence[_Condition], present: frozenset[str]) -> int | None:
-    return next((i for i, c in enumerate(conditions) if c.holds(present)), None)
-
-
 def first_rule(defn: PhaseSetDef, present: frozenset[str], n_phases: int) -> int:
     """Index of the aggregation rule that fires when ``present`` are the phases' statuses.
 
@@ -224,7 +193,7 @@ def first_rule(defn: PhaseSetDef, present: frozenset[str], n_phases: int) -> int
             f"{n_phases} phase(s) hold between 1 and {n_phases} distinct statuses, "
             f"not {len(present)}: {sorted(present)}"
         )
-    index = _fire([_Condition.of(r) for r in defn.aggregate.status], present)
+    index = first_firing([Condition.of(r) for r in defn.aggregate.status], present)
     if index is None:
         raise ValueError(f"no aggregation rule fires for {sorted(present)}")
     return index
@@ -288,7 +257,7 @@ def _describe(defn: PhaseSetDef, indices: Iterable[int]) -> str:
 
 def _rule_findings(defn: PhaseSetDef) -> Iterator[_Finding]:
     rules = defn.aggregate.status
-    conditions = [_Condition.of(r) for r in rules]
+    conditions = [Condition.of(r) for r in rules]
     alphabet = _Alphabet.of(defn)
     n_phases = len(defn.phases)
     bounded = alphabet.count(n_phases)
@@ -307,7 +276,7 @@ def _rule_findings(defn: PhaseSetDef) -> Iterator[_Finding]:
     max_size = alphabet.largest if unbounded else n_phases
     smallest_firing: dict[int, int] = {}
     for present in alphabet.sets(max_size):
-        index = _fire(conditions, present)
+        index = first_firing(conditions, present)
         # Sets come smallest first, so the first one that fires a rule is its smallest.
         if index is not None and index not in smallest_firing:
             smallest_firing[index] = len(present)
@@ -316,7 +285,7 @@ def _rule_findings(defn: PhaseSetDef) -> Iterator[_Finding]:
     shadows: dict[int, set[int]] = {i: set() for i in silent}
     if silent:
         for present in alphabet.sets(n_phases):
-            index = _fire(conditions, present)
+            index = first_firing(conditions, present)
             for later in silent:
                 if index is not None and later > index and conditions[later].holds(present):
                     shadows[later].add(index)

@@ -7,7 +7,9 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-__all__ = ["JobStateSchema", "PhaseStateSchema"]
+from ..store import JobRecord, PhaseRecord
+
+__all__ = ["JobStateSchema", "PhaseStateSchema", "job_schema", "phase_schema"]
 
 
 class PhaseStateSchema(BaseModel):
@@ -41,3 +43,24 @@ class JobStateSchema(BaseModel):
     created_at: datetime
     updated_at: datetime
     phases: list[PhaseStateSchema]
+
+
+def phase_schema(record: PhaseRecord) -> PhaseStateSchema:
+    """The API model of a stored phase."""
+    return PhaseStateSchema.model_validate(record, from_attributes=True)
+
+
+def job_schema(record: JobRecord) -> JobStateSchema:
+    """The API model of a stored job, read from its record alone (no phase set needed)."""
+    return JobStateSchema(
+        job_id=record.job_id,
+        spec=record.spec_name,
+        status=record.status,
+        current_phase=record.current_phase,
+        progress=record.progress,
+        version=record.version,
+        metadata=dict(record.metadata),
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        phases=[phase_schema(p) for p in record.phases],
+    )

@@ -1,81 +1,19 @@
-"""The Store protocol every persistence backend implements, and the in-memory store."""
+"""The in-memory store (``memory://``): fast, shared by threads, gone with the process."""
 
 from __future__ import annotations
 
 import builtins
 import copy
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
 
-from .errors import ConcurrentUpdateError, JobExists, JobNotFound, PhaseKitError
-from .events import HistoryEvent, JobCreated, PhaseChanged
+from ..errors import ConcurrentUpdateError, JobExists, JobNotFound
+from .events import EVENT_TYPES, HistoryEvent, JobCreated
+from .protocol import list_order
 from .records import JobRecord
 
-__all__ = ["MemoryStore", "SpecArchive", "Store", "list_order", "open_store"]
-
-
-@runtime_checkable
-class Store(Protocol):
-    """Where jobs live. One ``save`` is one atomic step, guarded by the job's version."""
-
-    def create(self, record: JobRecord, events: Sequence[HistoryEvent]) -> None:
-        """Store a new job and its creation events; ``JobExists`` if the id is taken."""
-
-    def load(self, job_id: str) -> JobRecord | None:
-        """The job as stored now, or None."""
-
-    def save(
-        self, record: JobRecord, *, expected_version: int, events: Sequence[HistoryEvent]
-    ) -> None:
-        """Replace the job if the stored version is ``expected_version`` and append ``events``.
-
-        All or nothing: a version mismatch raises ``ConcurrentUpdateError`` and writes nothing.
-        """
-
-    def list(
-        self, *, status: str | None = None, limit: int = 100, offset: int = 0
-    ) -> builtins.list[JobRecord]:
-        """Jobs, most recently updated first, optionally only those in overall ``status``."""
-
-    def history(self, job_id: str) -> builtins.list[HistoryEvent]:
-        """The job's history (creation, then every status change) in commit order."""
-
-    def close(self) -> None:
-        """Release connections and files; the store is unusable afterwards."""
-
-
-@runtime_checkable
-class SpecArchive(Protocol):
-    """A store that keeps the phase sets it has seen, so jobs load without the YAML file."""
-
-    def remember_spec(self, name: str, fingerprint: str, definition: Mapping[str, Any]) -> None:
-        """Keep ``definition`` (the phase set as JSON-ready data) under its fingerprint."""
-
-    def recall_spec(self, fingerprint: str) -> dict[str, Any] | None:
-        """The definition kept under ``fingerprint``, or None."""
-
-
-def open_store(url: str, factories: Mapping[str, Callable[..., Store]], **options: Any) -> Store:
-    """Open the store ``url`` names, with the factory registered for its scheme."""
-    scheme, sep, _ = url.partition("://")
-    if not sep or not scheme:
-        raise PhaseKitError(
-            f"store {url!r} is not a URL; expected SCHEME://…, with SCHEME one of "
-            f"{', '.join(sorted(factories))}"
-        )
-    factory = factories.get(scheme) or factories.get(scheme.split("+", 1)[0])
-    if factory is None:
-        raise PhaseKitError(
-            f"no store for {scheme}:// URLs; known schemes: {', '.join(sorted(factories))} "
-            "(a plugin can add one with the register_stores hook)"
-        )
-    return factory(url, **options)
-
-
-def list_order(record: JobRecord) -> tuple[float, str]:
-    """Sort key of ``Store.list``: most recently updated first, then by id."""
-    return (-record.updated_at.timestamp(), record.job_id)
+__all__ = ["MemoryStore"]
 
 
 # History is kept packed: per event, one tuple of its ``type`` tag and its field values in
@@ -85,10 +23,6 @@ def list_order(record: JobRecord) -> tuple[float, str]:
 # other container (no metadata, or flat metadata). ``history()`` validates the values back
 # into equal events, with the same ids.
 _Packed = tuple[Any, ...]
-_EVENT_TYPES: dict[str, type[HistoryEvent]] = {
-    "job_created": JobCreated,
-    "phase_changed": PhaseChanged,
-}
 
 
 def _pack(event: HistoryEvent) -> _Packed:
@@ -105,12 +39,12 @@ def _pack(event: HistoryEvent) -> _Packed:
 
 def _unpack(packed: _Packed) -> HistoryEvent:
     kind, *values = packed
-    cls = _EVENT_TYPES[kind]
+    cls = EVENT_TYPES[kind]
     fields = dict(zip(cls.model_fields, copy.deepcopy(values), strict=True))
     if cls is JobCreated:
         fields["metadata"] = dict(fields["metadata"])
     # Validation copies the events' lists and dicts, not what they hold: hence the deep copy.
-    return cls.model_validate(fields)
+    return cast(HistoryEvent, cls.model_validate(fields))
 
 
 class MemoryStore:

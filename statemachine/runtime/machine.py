@@ -3,54 +3,36 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from transitions import Machine
 
-from .context import Guard, TransitionContext
-from .errors import PhaseKitError
-from .spec import PhaseSetDef
+from ..spec import PhaseSetDef, expand_sources
 
-if TYPE_CHECKING:
-    from .job import JobState
-    from .phase import PhaseState
-
-__all__ = ["CompiledMachine", "Outcome"]
+__all__ = ["CompiledMachine", "StandIn"]
 
 # transitions logs every step at DEBUG; phasekit reports what matters itself.
 logging.getLogger("transitions").setLevel(logging.WARNING)
 
 
-class Outcome:
-    """A stand-in phase the machine is driven on, so the real phase moves only after a commit.
+class StandIn(Protocol):
+    """What the machine is driven on instead of a real phase, so nothing real moves.
 
-    It carries what guards need (the real job and phase, the trigger's data) and collects
-    what the dry run learns: the destination, the transition that fired, the guards that said no.
+    The machine reads and writes ``status``; a guard callback asks ``check_guard``; the
+    transition that fired is written to ``transition`` where the status alone cannot tell.
     """
 
-    __slots__ = ("data", "error", "job", "phase", "rejected", "status", "transition", "trigger")
+    status: str
+    trigger: str
+    transition: int
 
-    def __init__(
-        self,
-        job: JobState,
-        phase: PhaseState,
-        trigger: str,
-        error: str | None,
-        data: Mapping[str, Any],
-    ) -> None:
-        self.status = phase.status  # the machine reads and writes this attribute
-        self.job = job
-        self.phase = phase
-        self.trigger = trigger
-        self.error = error
-        self.data = data
-        self.transition = -1
-        self.rejected: list[str] = []
+    def check_guard(self, name: str, expect: bool, dest: str) -> bool:
+        """Whether guard ``name`` answers ``expect`` for the transition to ``dest``."""
+        ...
 
 
 class _GuardCall:
-    """A guard referenced by name, resolved per job so one machine serves every registry."""
+    """A guard referenced by name, resolved by the stand-in so one machine serves every job."""
 
     __slots__ = ("expect", "name")
 
@@ -59,30 +41,8 @@ class _GuardCall:
         self.expect = expect
 
     def __call__(self, event: Any) -> bool:
-        outcome: Outcome = event.model
-        guards: Mapping[str, Guard] = outcome.job._guards
-        guard = guards.get(self.name)
-        if guard is None:
-            known = ", ".join(sorted(guards)) or "none"
-            raise PhaseKitError(
-                f"phase set {outcome.job.spec.name!r}: trigger {outcome.trigger!r} needs guard "
-                f"{self.name!r}, which no plugin registered (registered guards: {known})"
-            )
-        ctx = TransitionContext(
-            job=outcome.job,
-            phase=outcome.phase,
-            trigger=outcome.trigger,
-            source=outcome.phase.status,
-            dest=event.transition.dest,
-            error=outcome.error,
-            data=outcome.data,
-        )
-        if bool(guard(ctx)) is self.expect:
-            return True
-        outcome.rejected.append(
-            f"guard {self.name!r} {'said no' if self.expect else 'said yes (unless)'}"
-        )
-        return False
+        stand_in: StandIn = event.model
+        return stand_in.check_guard(self.name, self.expect, event.transition.dest)
 
 
 class _Mark:
@@ -120,7 +80,7 @@ class CompiledMachine:
             model_attribute="status",
         )
         expanded = [
-            (index, t, statuses if t.sources == ("*",) else list(t.sources))
+            (index, t, expand_sources(t.sources, statuses))
             for index, t in enumerate(defn.transitions)
         ]
         candidates: dict[tuple[str, str], list[int]] = {}
@@ -157,17 +117,17 @@ class CompiledMachine:
             if not transition.conditions and transition.dest is not None:
                 self.fixed[(trigger, source)] = (transition.dest, index)
 
-    def drive(self, outcome: Outcome) -> bool:
-        """Fire ``outcome.trigger`` on the stand-in; False when every guard path said no.
+    def drive(self, stand_in: StandIn) -> bool:
+        """Fire ``stand_in.trigger`` on the stand-in; False when every guard path said no.
 
         Used where guards decide; ``fixed`` answers the other triggers without driving.
 
-        On success, ``outcome.status`` is the destination and ``outcome.transition`` the
+        On success, ``stand_in.status`` is the destination and ``stand_in.transition`` the
         index of the declared transition that fired.
         """
-        source = outcome.status
-        if not self._events[outcome.trigger].trigger(outcome):
+        source = stand_in.status
+        if not self._events[stand_in.trigger].trigger(stand_in):
             return False
-        if outcome.transition < 0:
-            outcome.transition = self._only[(outcome.trigger, source)]
+        if stand_in.transition < 0:
+            stand_in.transition = self._only[(stand_in.trigger, source)]
         return True

@@ -12,8 +12,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from .spec import MAX_NAME_LENGTH, NAME_PATTERN, PHASE_NAME_PATTERN, PhaseSetDef
-from .yamlnodes import INVALID, child_path
+from .locate import INVALID, child_path
+from .model import MAX_NAME_LENGTH, NAME_PATTERN, PHASE_NAME_PATTERN, PhaseSetDef
 
 __all__ = ["SchemaIssue", "schema_issues"]
 

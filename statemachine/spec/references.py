@@ -7,8 +7,8 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import TypeAlias
 
-from .reserved import RESERVED_PHASE_NAMES, RESERVED_TRIGGER_NAMES
-from .spec import NAME_PATTERN
+from .model import NAME_PATTERN, RESERVED_PHASE_NAMES, RESERVED_TRIGGER_NAMES
+from .rules import WILDCARD
 
 __all__ = ["Finding", "check_references"]
 
@@ -127,7 +127,21 @@ def _transitions(transitions: list[object], declared: list[str] | None) -> Itera
             for j, name in enumerate(_sources(source)):
                 where = f"{path}.source[{j}]" if isinstance(source, list) else f"{path}.source"
                 yield from _unknown(name, declared, where, f"{named} starts from")
+        yield from _wildcard_in_list(path, named, source)
         yield from _shadowed(i, transition, declared or [], taken)
+
+
+def _wildcard_in_list(path: str, named: str, source: object) -> Iterator[Finding]:
+    """A ``wildcard-in-list`` finding: ``"*"`` means every status and stands alone."""
+    if not isinstance(source, list) or len(source) < 2:
+        return
+    for j, name in enumerate(source):
+        if name == WILDCARD:
+            message = (
+                f'{named} lists "{WILDCARD}" among its sources; "{WILDCARD}" already means every '
+                f'status, so write source: "{WILDCARD}" alone, or list the statuses'
+            )
+            yield "wildcard-in-list", message, f"{path}.source[{j}]", None
 
 
 def _shadowed(
@@ -141,13 +155,13 @@ def _shadowed(
     if not isinstance(trigger, str):
         return
     names = [s for s in _sources(transition.get("source")) if isinstance(s, str)]
-    everywhere = "*" in names
-    mine = declared if everywhere else [s for s in names if s != "*"]
-    firing = [s for s in mine if (trigger, s) not in taken and (trigger, "*") not in taken]
+    everywhere = WILDCARD in names
+    mine = declared if everywhere else [s for s in names if s != WILDCARD]
+    firing = [s for s in mine if (trigger, s) not in taken and (trigger, WILDCARD) not in taken]
     dead = [s for s in mine if s not in firing]
     # A "*" transition that earlier ones cover only in part still fires from the others.
     if dead and (not everywhere or not firing):
-        earlier = sorted({taken.get((trigger, s), taken.get((trigger, "*"), 0)) for s in dead})
+        earlier = sorted({taken.get((trigger, s), taken.get((trigger, WILDCARD), 0)) for s in dead})
         message = (
             f"transition {trigger!r} from {', '.join(dead)} can never fire: "
             f"{', '.join(f'transitions[{e}]' for e in earlier)} already takes {trigger!r} "
@@ -155,7 +169,7 @@ def _shadowed(
         )
         yield "duplicate-transition", message, f"transitions[{index}]", None
     if not _guarded(transition):
-        for source in ["*"] if everywhere else mine:
+        for source in [WILDCARD] if everywhere else mine:
             taken.setdefault((trigger, source), index)
 
 

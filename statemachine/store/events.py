@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, Self, cast
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 __all__ = [
+    "EVENT_TYPES",
     "Event",
     "EventBase",
     "HistoryEvent",
@@ -158,17 +159,21 @@ Event = Annotated[
     JobCreated | PhaseChanged | ProgressUpdated | JobStatusChanged,
     Field(discriminator="type"),
 ]
+"""Every event a notification hook receives, told apart by its ``type``."""
+
 #: Events a store keeps in a job's history.
 HistoryEvent = JobCreated | PhaseChanged
 
-event_adapter: TypeAdapter[JobCreated | PhaseChanged | ProgressUpdated | JobStatusChanged] = (
-    TypeAdapter(Event)
-)
+#: The event class of each ``type`` tag.
+EVENT_TYPES: dict[str, type[EventBase]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (JobCreated, PhaseChanged, ProgressUpdated, JobStatusChanged)
+}
+
+event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
 
 
-def parse_event(
-    data: dict[str, Any] | str | bytes,
-) -> JobCreated | PhaseChanged | ProgressUpdated | JobStatusChanged:
+def parse_event(data: dict[str, Any] | str | bytes) -> Event:
     """An event from its JSON form (``event.model_dump_json()``) or the dict of it."""
     if isinstance(data, str | bytes):
         return event_adapter.validate_json(data)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from .errors import SpecError, SpecIssue
+from ..errors import SpecError, SpecIssue
+from .compose import MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_NODES
+from .locate import Locations, child_path, key_path, read_yaml
+from .model import PhaseSetDef
+from .references import check_references
 from .schema_issues import schema_issues
-from .semantics import check_references
-from .spec import PhaseSetDef
-from .yamlcompose import MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_NODES
-from .yamlnodes import Locations, child_path, key_path, read_yaml
 
 __all__ = [
     "MAX_DEPTH",
@@ -25,11 +25,13 @@ __all__ = [
     "Locations",
     "bundled_names",
     "definition_from_dict",
+    "is_bundled_name",
     "load_definition",
     "parse_definition",
+    "source_name",
 ]
 
-# The limits above (MAX_*) are documented where they are enforced, in ``yamlcompose``.
+# The limits above (MAX_*) are documented where they are enforced, in ``compose``.
 
 #: Issues of the YAML reader that replace the node's value with ``INVALID``.
 _REJECTING_CODES = frozenset({"forbidden-tag", "invalid-value"})
@@ -57,7 +59,7 @@ def definition_from_dict(
 
 def load_definition(path_or_name: str | os.PathLike[str]) -> tuple[PhaseSetDef, Locations]:
     """A phase set from a YAML file, or a bundled one by bare name (``"ingestion"``)."""
-    if _is_bare_name(path_or_name):
+    if is_bundled_name(path_or_name):
         name = str(path_or_name)
         names = bundled_names()
         if name not in names:
@@ -78,7 +80,7 @@ def load_definition(path_or_name: str | os.PathLike[str]) -> tuple[PhaseSetDef, 
 
 def source_name(path_or_name: str | os.PathLike[str]) -> str:
     """The file name issues of ``load_definition(path_or_name)`` carry."""
-    if _is_bare_name(path_or_name):
+    if is_bundled_name(path_or_name):
         return str(_bundled_folder() / f"{path_or_name}.yaml")
     return str(path_or_name)
 
@@ -95,7 +97,12 @@ def bundled_names() -> list[str]:
     )
 
 
-def _is_bare_name(path_or_name: str | os.PathLike[str]) -> bool:
+def is_bundled_name(path_or_name: str | os.PathLike[str]) -> bool:
+    """Whether ``path_or_name`` names a bundled phase set (``"ingestion"``) rather than a file.
+
+    A bare word is a name; anything with a path separator or a ``.yaml``/``.yml`` suffix, and
+    every ``PathLike``, is a file. Every place that takes "a bundled name or a path" asks this.
+    """
     if not isinstance(path_or_name, str):
         return False
     separators = {"/", os.sep, os.altsep or "/"}
@@ -104,10 +111,7 @@ def _is_bare_name(path_or_name: str | os.PathLike[str]) -> bool:
 
 
 def _bundled_folder() -> Traversable:
-    try:
-        return importlib.resources.files("statemachine.config")
-    except ModuleNotFoundError:  # a source checkout: config/ sits next to the package
-        return Path(__file__).resolve().parent.parent / "config"
+    return importlib.resources.files("statemachine.config")
 
 
 def _read(source: Traversable, filename: str) -> bytes:

@@ -8,20 +8,28 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import pluggy
 
-from . import hookspecs
-from .context import Action, Guard
-from .errors import PhaseKitError
-from .events import JobCreated, JobStatusChanged, PhaseChanged, ProgressUpdated, TransitionRequest
-from .hookspecs import PROJECT, StoreFactory, Veto, hookimpl
-from .store import MemoryStore
+from ..errors import PhaseKitError
+from ..runtime import Action, Guard
+from ..store import (
+    JobCreated,
+    JobStatusChanged,
+    MemoryStore,
+    PhaseChanged,
+    ProgressUpdated,
+    StoreFactory,
+    TransitionRequest,
+)
+from . import specs
+from .specs import HOOK_KINDS, PROJECT, Veto, hookimpl
 
 __all__ = [
     "DISABLE_AUTOLOAD_ENV",
     "DISABLE_PLUGINS_ENV",
+    "HOOK_NAMES",
     "PluginInfo",
     "PluginManager",
 ]
@@ -33,12 +41,8 @@ DISABLE_AUTOLOAD_ENV = "PHASEKIT_DISABLE_PLUGIN_AUTOLOAD"
 #: Comma-separated names of plugins not to load (entry-point names or registered names).
 DISABLE_PLUGINS_ENV = "PHASEKIT_DISABLE_PLUGINS"
 
-HOOK_NAMES: tuple[str, ...] = tuple(
-    name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), f"{PROJECT}_spec")
-)
-NOTIFY_HOOKS = ("job_created", "phase_changed", "progress_updated", "job_status_changed")
-
-T = TypeVar("T")
+#: Every hook phasekit calls, in the order ``statemachine.hooks.specs`` declares them.
+HOOK_NAMES: tuple[str, ...] = tuple(HOOK_KINDS)
 
 
 @dataclass(slots=True)
@@ -92,7 +96,7 @@ class PluginManager:
         load_entrypoints: bool = True,
     ) -> None:
         self._pm = pluggy.PluginManager(PROJECT)
-        self._pm.add_hookspecs(hookspecs)
+        self._pm.add_hookspecs(specs)
         self._infos: dict[str, PluginInfo] = {}
         self._impls: dict[str, tuple[Any, ...]] = {}
         for name in _disabled_names():
@@ -143,7 +147,23 @@ class PluginManager:
         return registered
 
     def _check_hooks(self, plugin: object, name: str) -> None:
-        """Refuse hook implementations whose name is not a phasekit hook (a typo, usually)."""
+        """Refuse hook implementations phasekit would never call.
+
+        A name that is not a phasekit hook is a typo, usually. A hook wrapper
+        (``wrapper=True`` or ``hookwrapper=True``) wraps a call of all implementations at
+        once, which phasekit never makes: it calls each implementation on its own, so that one
+        plugin's failure cannot reach the others.
+        """
+        for impl in self._pm.get_hookcallers(plugin) or ():
+            for hookimpl_ in impl.get_hookimpls():
+                if hookimpl_.plugin is plugin and (hookimpl_.wrapper or hookimpl_.hookwrapper):
+                    kind = "wrapper=True" if hookimpl_.wrapper else "hookwrapper=True"
+                    raise PhaseKitError(
+                        f"plugin {name!r} implements {impl.name!r} as a hook wrapper "
+                        f"({kind}), which phasekit does not call: it calls each implementation "
+                        "on its own; implement the hook as a plain function (use "
+                        "tryfirst/trylast to order it)"
+                    )
         for attr in dir(plugin):
             try:
                 value = getattr(plugin, attr)
@@ -186,10 +206,9 @@ class PluginManager:
         impls = self._impls.get(hook)
         if impls is None:
             caller = getattr(self._pm.hook, hook)
-            # pluggy's own order: last registered first, tryfirst/trylast respected.
-            impls = tuple(
-                i for i in reversed(caller.get_hookimpls()) if not (i.wrapper or i.hookwrapper)
-            )
+            # pluggy's own order: last registered first, tryfirst/trylast respected (wrappers
+            # are refused at registration).
+            impls = tuple(reversed(caller.get_hookimpls()))
             self._impls[hook] = impls
         return impls
 
@@ -243,8 +262,8 @@ class PluginManager:
     def before_transition(self, event: TransitionRequest) -> list[tuple[str, Veto]]:
         """Ask every implementation; the vetoes, with the plugin that gave each.
 
-        A plugin that raises is taken as a veto: a policy that cannot decide must not let
-        the transition through.
+        Fail closed: a plugin that raises, or answers anything but None or a ``Veto``, is
+        taken as a veto, so a policy with a bug cannot let every transition through.
         """
         vetoes: list[tuple[str, Veto]] = []
         for impl in self._implementations("before_transition"):
@@ -253,8 +272,17 @@ class PluginManager:
             except Exception as exc:
                 log.exception("phasekit plugin %r failed in before_transition", impl.plugin_name)
                 result = Veto(f"plugin raised {type(exc).__name__}: {exc}")
-            if isinstance(result, Veto):
-                vetoes.append((impl.plugin_name, result))
+            if result is None:
+                continue
+            if not isinstance(result, Veto):
+                log.error(
+                    "phasekit plugin %r answered before_transition with %r, not None or a Veto; "
+                    "taken as a veto",
+                    impl.plugin_name,
+                    result,
+                )
+                result = Veto(f"plugin answered {result!r}, not None or a Veto")
+            vetoes.append((impl.plugin_name, result))
         return vetoes
 
     def job_created(self, event: JobCreated) -> None:

@@ -6,10 +6,10 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from ..spec import TransitionDef, expand_sources
+from ..store import JobRecord
 from .job import JobState
 from .phaseset import PhaseSet
-from .records import JobRecord
-from .spec import TransitionDef
 
 __all__ = ["to_dot", "to_mermaid"]
 
@@ -48,8 +48,7 @@ def _label(transition: TransitionDef) -> str:
 def _edges(spec: PhaseSet) -> Iterator[_Edge]:
     """One edge per (source, transition), ``"*"`` expanded to every status."""
     for transition in spec.definition.transitions:
-        sources = spec.statuses if "*" in transition.sources else transition.sources
-        for source in sources:
+        for source in expand_sources(transition.sources, spec.statuses):
             yield _Edge(source, transition.dest, _label(transition))
 
 

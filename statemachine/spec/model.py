@@ -20,6 +20,8 @@ __all__ = [
     "MAX_TRANSITIONS",
     "NAME_PATTERN",
     "PHASE_NAME_PATTERN",
+    "RESERVED_PHASE_NAMES",
+    "RESERVED_TRIGGER_NAMES",
     "AggregateDef",
     "PhaseDef",
     "PhaseSetDef",
@@ -186,3 +188,53 @@ class PhaseSetDef(_Model):
     def initial_status(self) -> str:
         """The one status every phase starts in (the document has been validated)."""
         return next(name for name, s in self.statuses.items() if s.initial)
+
+
+# -- names a phase set may not use, because the runtime objects already have them ----------
+
+#: Public attributes of ``PhaseState``: a trigger becomes a method of the phase, so it may not
+#: shadow one of these (tests keep this list equal to the class's public names).
+RESERVED_TRIGGER_NAMES: frozenset[str] = frozenset(
+    {
+        "allowed_triggers",
+        "completed_at",
+        "error",
+        "is_active",
+        "is_terminal",
+        "items_processed",
+        "items_total",
+        "job",
+        "may",
+        "phase_name",
+        "progress",
+        "started_at",
+        "status",
+        "to_record",
+        "to_schema",
+        "trigger",
+        "update_progress",
+        "updated_at",
+        "weight",
+    }
+)
+
+#: Public attributes of ``JobState``; phase names are kept clear of them so a phase can be
+#: reached as an attribute in a later version without breaking anyone's phase set.
+RESERVED_PHASE_NAMES: frozenset[str] = frozenset(
+    {
+        "created_at",
+        "explain_status",
+        "get_current_phase",
+        "get_overall_progress",
+        "get_overall_status",
+        "job_id",
+        "metadata",
+        "phase",
+        "phases",
+        "spec",
+        "to_record",
+        "to_schema",
+        "updated_at",
+        "version",
+    }
+)
