@@ -16,9 +16,9 @@ holds one unguarded transition for the trigger and the source status (every tran
 the bundled phase sets), the destination is read from the machine's table
 (`CompiledMachine.fixed`) and transitions' trigger path does not run. What remains is
 planning and applying the change: the source check, a timezone-aware timestamp, the phase's
-next immutable `PhaseRecord` (`PhaseRecord._build`), the `Change`, and replacing the job's
-tuple of phase records (`plan_transition`, `_apply`, `_fire`). A guarded trigger drives the
-machine on a stand-in (`compiler.py:drive`) and costs a raw trigger more.
+next immutable `PhaseRecord` (`build_phase_record`), the `Change`, and replacing the job's
+tuple of phase records (`plan_transition`, then applying it). A guarded trigger drives the
+machine on a stand-in (`runtime/machine.py:drive`) and costs a raw trigger more.
 """,
     "trigger.tracker": """
 **The floor is a detached trigger plus the commit the contract asks for.** Under the job's
@@ -73,7 +73,7 @@ profile below shows no hook machinery beyond the `wants()` checks.
 #: Changes made to phasekit for these figures, with the figures before and after (measured
 #: with this benchmark, interleaved, on the machine RESULTS.md describes).
 CHANGES = """
-- `statemachine/events.py`: `EventBase.build(**values)` builds an event from checked values
+- `statemachine/store/events.py`: `EventBase.build(**values)` builds an event from checked values
   without validation, filling defaults itself. pydantic's `model_construct` inspected the
   `event_id` default factory's signature (`inspect.signature`) on every call: 11 µs of a
   17 µs event. Event ids are `os.urandom(16).hex()` (the same 32 hex digits as
@@ -92,26 +92,26 @@ Then, against the run before them (detached trigger 1.58x raw transitions, Track
 3.88x, detached job 880 B, Tracker job 2,526 B, 27,214 Tracker jobs/s, SQLite commit 2.14x);
 the tables above give the figures after all of them:
 
-- `statemachine/compiler.py`, `statemachine/changes.py`: where the compiled machine holds one
+- `statemachine/runtime/machine.py`, `statemachine/runtime/job.py`: where the compiled machine holds one
   unguarded transition for a trigger and a source status, its destination is read from the
   machine's transition table (`CompiledMachine.fixed`) instead of driving transitions on a
   stand-in; the machine has no state callbacks, so driving could only reach that
   destination (tests/test_compiler.py checks the two agree, on random phase sets too).
   Guarded triggers still drive the machine. Detached trigger: 1.6x before, 0.45x after.
-- `statemachine/events.py`: `EventBase.build` fills the model's `__dict__` itself (what
+- `statemachine/store/events.py`: `EventBase.build` fills the model's `__dict__` itself (what
   `model_construct` makes, checked by tests/test_events.py) and events of a class share
   their fields-set: `PhaseChanged` 7.0 µs before, 4.0 µs after; the fields-set was 728 B of
   every stored `JobCreated`.
-- `statemachine/job.py`, `statemachine/phase.py`: a job holds the tuple of its phases'
+- `statemachine/runtime/job.py`: a job holds the tuple of its phases'
   immutable records (shared with the record it committed, or with the phase set for a new
   job) and `job.phases` makes `PhaseState` views on access, instead of four ten-slot
   `PhaseState`s and a dict per job: a detached job about 250 B after, and five
   objects fewer per job for the garbage collector.
-- `statemachine/records.py`: `PhaseRecord._build`/`JobRecord._build` set the slots through
+- `statemachine/store/records.py`: `build_phase_record`/`build_job_record` set the slots through
   their descriptors instead of a frozen dataclass's `object.__setattr__` per field: 1.9 µs
   before, 1.0 µs after, per record.
-- `statemachine/aggregate.py`: the overall status and current phase are cached per
+- `statemachine/runtime/aggregate.py`: the overall status and current phase are cached per
   combination of phase statuses (`Aggregator.outline`).
-- `statemachine/store.py`: `MemoryStore` keeps history events as their type tag and a tuple
+- `statemachine/store/memory.py`: `MemoryStore` keeps history events as their type tag and a tuple
   of their values, validated back into equal events by `history()`: about 1 KB less per job.
 """

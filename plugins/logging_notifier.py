@@ -6,7 +6,14 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 
-from statemachine import JobCreated, JobStatusChanged, PhaseChanged, ProgressUpdated, hookimpl
+from statemachine import (
+    InvalidArgument,
+    JobCreated,
+    JobStatusChanged,
+    PhaseChanged,
+    ProgressUpdated,
+    hookimpl,
+)
 
 __all__ = ["LoggingNotifier", "format_event", "parse_level", "register_notifiers"]
 
@@ -32,7 +39,7 @@ def parse_level(level: int | str) -> int:
         value = logging.getLevelNamesMapping().get(name)
         if value is not None:
             return value
-    raise ValueError(
+    raise InvalidArgument(
         f"level {level!r} is not a logging level; use one of {', '.join(_LEVEL_NAMES)} "
         "or a non-negative integer"
     )

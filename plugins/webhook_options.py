@@ -8,7 +8,13 @@ from typing import Final
 
 import httpx
 
-from statemachine import JobCreated, JobStatusChanged, PhaseChanged, ProgressUpdated
+from statemachine import (
+    InvalidArgument,
+    JobCreated,
+    JobStatusChanged,
+    PhaseChanged,
+    ProgressUpdated,
+)
 
 from .webhook_signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER
 
@@ -43,15 +49,17 @@ def display_url(url: httpx.URL) -> str:
 def check_url(url: object) -> httpx.URL:
     """The parsed http(s) URL; messages never echo it, as it may hold credentials."""
     if not isinstance(url, str):
-        raise ValueError(f"webhook url must be a string, not {type(url).__name__}")
+        raise InvalidArgument(f"webhook url must be a string, not {type(url).__name__}")
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL:
-        raise ValueError("webhook url is not a valid http:// or https:// URL") from None
+        raise InvalidArgument("webhook url is not a valid http:// or https:// URL") from None
     if parsed.scheme not in ("http", "https"):
-        raise ValueError(f"webhook url must use http or https, not {parsed.scheme or 'nothing'!r}")
+        raise InvalidArgument(
+            f"webhook url must use http or https, not {parsed.scheme or 'nothing'!r}"
+        )
     if not parsed.host:
-        raise ValueError("webhook url has no host")
+        raise InvalidArgument("webhook url has no host")
     return parsed
 
 
@@ -60,9 +68,9 @@ def check_secret(secret: object) -> bytes | None:
     if secret is None:
         return None
     if not isinstance(secret, str | bytes):
-        raise ValueError(f"webhook secret must be a string, not {type(secret).__name__}")
+        raise InvalidArgument(f"webhook secret must be a string, not {type(secret).__name__}")
     if not secret:
-        raise ValueError("webhook secret is empty; omit it to send unsigned deliveries")
+        raise InvalidArgument("webhook secret is empty; omit it to send unsigned deliveries")
     return secret.encode() if isinstance(secret, str) else secret
 
 
@@ -73,7 +81,7 @@ def check_events(events: str | Iterable[str] | None) -> frozenset[str] | None:
     chosen = frozenset([events] if isinstance(events, str) else events)
     unknown = sorted(chosen - EVENT_TYPES)
     if unknown:
-        raise ValueError(
+        raise InvalidArgument(
             f"unknown event type(s) {', '.join(map(repr, unknown))} in events; "
             f"valid types: {', '.join(sorted(EVENT_TYPES))}"
         )
@@ -85,9 +93,11 @@ def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     checked: dict[str, str] = {}
     for name, value in (headers or {}).items():
         if not isinstance(name, str) or not isinstance(value, str):
-            raise ValueError("webhook headers must map strings to strings")
+            raise InvalidArgument("webhook headers must map strings to strings")
         if name.lower() in RESERVED_HEADERS:
-            raise ValueError(f"webhook header {name!r} is set by phasekit and cannot be replaced")
+            raise InvalidArgument(
+                f"webhook header {name!r} is set by phasekit and cannot be replaced"
+            )
         checked[name] = value
     return checked
 
@@ -98,8 +108,10 @@ def check_number(
     """A finite number at or above (or, not ``inclusive``, above) ``minimum``."""
     kinds = int if integer else int | float
     if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
-        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'}, not {value!r}")
+        raise InvalidArgument(
+            f"{name} must be {'an integer' if integer else 'a number'}, not {value!r}"
+        )
     if value < minimum or (not inclusive and value == minimum):
         bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
-        raise ValueError(f"{name} must be {bound}, not {value!r}")
+        raise InvalidArgument(f"{name} must be {bound}, not {value!r}")
     return float(value)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from .errors import (
     ConcurrentUpdateError,
+    InvalidArgument,
+    InvalidArgumentType,
     InvalidTransition,
     JobExists,
     JobNotFound,
@@ -67,6 +69,8 @@ __all__ = [
     "Event",
     "Guard",
     "HistoryEvent",
+    "InvalidArgument",
+    "InvalidArgumentType",
     "InvalidTransition",
     "JobCreated",
     "JobExists",

@@ -1,4 +1,24 @@
-"""Exceptions raised by phasekit, and the located issue a spec error is made of."""
+"""Exceptions raised by phasekit, and the located issue a spec error is made of.
+
+Every error phasekit raises on purpose is a ``PhaseKitError``::
+
+    PhaseKitError
+    ├── SpecError (ValueError)          a phase-set document is invalid; .issues lists all
+    ├── ConfigError (ValueError)        a tracker config is invalid (statemachine.tracker_config)
+    ├── InvalidArgument (ValueError)    an argument out of range, malformed or too large
+    ├── InvalidArgumentType (TypeError) an argument of the wrong type
+    ├── InvalidTransition               a trigger the phase's status does not allow
+    ├── TransitionRejected              a guard or a plugin's veto said no
+    ├── UnknownPhase (KeyError)         a phase the phase set does not declare
+    ├── JobNotFound (LookupError)       no such job in the store
+    ├── JobExists                       the id is taken
+    ├── ConcurrentUpdateError           another writer committed first
+    ├── PersistenceError                the store failed; nothing was changed
+    └── SpecMismatch                    a stored job the phase set cannot represent
+
+The built-in bases (``ValueError``, ``TypeError``, ``KeyError``) keep ``except ValueError``
+and the like working. Anything else that escapes phasekit is a bug, and the CLI shows it as one.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +28,8 @@ from typing import Literal
 
 __all__ = [
     "ConcurrentUpdateError",
+    "InvalidArgument",
+    "InvalidArgumentType",
     "InvalidTransition",
     "JobExists",
     "JobNotFound",
@@ -82,6 +104,14 @@ class SpecError(PhaseKitError, ValueError):
 
     def __str__(self) -> str:
         return "\n".join(issue.format() for issue in self.issues)
+
+
+class InvalidArgument(PhaseKitError, ValueError):
+    """An argument phasekit refuses: out of range, malformed or too large; says what is valid."""
+
+
+class InvalidArgumentType(PhaseKitError, TypeError):
+    """An argument of a type phasekit does not take; says which type it wants."""
 
 
 class InvalidTransition(PhaseKitError):

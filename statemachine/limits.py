@@ -11,6 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from .errors import InvalidArgument, InvalidArgumentType
+
 __all__ = [
     "MAX_COUNT",
     "MAX_ERROR_LENGTH",
@@ -41,13 +43,13 @@ MAX_METADATA_DEPTH = 64
 def validate_job_id(job_id: object) -> str:
     """Return ``job_id`` if it is a usable id: a non-empty printable string, not too long."""
     if not isinstance(job_id, str):
-        raise TypeError(f"job id must be a string, not {type(job_id).__name__}")
+        raise InvalidArgumentType(f"job id must be a string, not {type(job_id).__name__}")
     if not job_id or not job_id.strip():
-        raise ValueError("job id must not be empty")
+        raise InvalidArgument("job id must not be empty")
     if len(job_id) > MAX_JOB_ID_LENGTH:
-        raise ValueError(f"job id is {len(job_id):,} characters; at most {MAX_JOB_ID_LENGTH}")
+        raise InvalidArgument(f"job id is {len(job_id):,} characters; at most {MAX_JOB_ID_LENGTH}")
     if not job_id.isprintable():
-        raise ValueError(f"job id {job_id!r} contains control characters")
+        raise InvalidArgument(f"job id {job_id!r} contains control characters")
     return job_id
 
 
@@ -56,9 +58,9 @@ def check_error(error: object) -> str | None:
     if error is None:
         return None
     if not isinstance(error, str):
-        raise TypeError(f"error must be a string, not {type(error).__name__}")
+        raise InvalidArgumentType(f"error must be a string, not {type(error).__name__}")
     if len(error) > MAX_ERROR_LENGTH:
-        raise ValueError(
+        raise InvalidArgument(
             f"error message is {len(error):,} characters; at most {MAX_ERROR_LENGTH:,} are kept"
         )
     return error
@@ -67,11 +69,11 @@ def check_error(error: object) -> str | None:
 def check_count(name: str, value: object) -> int:
     """Return ``value`` if it is a count a store can hold: an int from 0 to ``MAX_COUNT``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        raise InvalidArgumentType(f"{name} must be an int, not {type(value).__name__}")
     if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
+        raise InvalidArgument(f"{name} must be >= 0, got {value}")
     if value > MAX_COUNT:
-        raise ValueError(f"{name} must be at most {MAX_COUNT:,} (2**63 - 1)")
+        raise InvalidArgument(f"{name} must be at most {MAX_COUNT:,} (2**63 - 1)")
     return value
 
 
@@ -102,19 +104,19 @@ def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     if metadata is None:
         return {}
     if not isinstance(metadata, Mapping):
-        raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
+        raise InvalidArgumentType(f"metadata must be a mapping, not {type(metadata).__name__}")
     too_deep = f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep"
     try:
         encoded = json.dumps(metadata, allow_nan=False)
     except RecursionError:
-        raise ValueError(too_deep) from None
+        raise InvalidArgument(too_deep) from None
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"metadata must be JSON-serialisable: {exc}") from None
+        raise InvalidArgumentType(f"metadata must be JSON-serialisable: {exc}") from None
     if len(encoded) > MAX_METADATA_BYTES:
-        raise ValueError(
+        raise InvalidArgument(
             f"metadata is {len(encoded):,} bytes as JSON; at most {MAX_METADATA_BYTES:,} are kept"
         )
     result: dict[str, Any] = json.loads(encoded)
     if nesting(result)[1] > MAX_METADATA_DEPTH:
-        raise ValueError(too_deep)
+        raise InvalidArgument(too_deep)
     return result

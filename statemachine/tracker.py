@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from .errors import (
+    InvalidArgumentType,
     JobNotFound,
     PersistenceError,
     PhaseKitError,
@@ -91,7 +92,7 @@ class Tracker:
         if isinstance(store, str):
             store = open_store(store, self.plugins.stores(), **dict(store_options or {}))
         elif store_options:
-            raise TypeError("store_options apply to a store URL, not to a Store instance")
+            raise InvalidArgumentType("store_options apply to a store URL, not to a Store instance")
         self.store: Store = store
         if isinstance(store, SpecArchive):
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import secrets
@@ -12,9 +13,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
+from statemachine.plugins.sql import SQLStore, store_url
 
 import statemachine
-from statemachine.plugins.sql import SQLStore, store_url
 from statemachine import PhaseSet, Tracker, hookimpl
 
 
@@ -66,10 +67,21 @@ def tracker(ingestion: PhaseSet, recorder: Recorder) -> Iterator[Tracker]:
         yield t
 
 
-# -- SQL stores: a SQLite file per test; PostgreSQL when PHASEKIT_PG_URL names a server --------
+# -- SQL stores: a SQLite file per test; PostgreSQL when a server answers -----------------------
 
 PG_URL_ENV = "PHASEKIT_PG_URL"
-PG_HOW_TO = f"set {PG_URL_ENV}=postgresql://user@host:port/db to run them"
+#: Where the tests look for PostgreSQL when PHASEKIT_PG_URL is not set: the default address
+#: (PHASEKIT_PG_HOST and PHASEKIT_PG_PORT change it, as for .ci/pg.sh), database ``test``, as
+#: the users a local trust setup has.
+PG_HOST = os.environ.get("PHASEKIT_PG_HOST", "127.0.0.1")
+PG_PORT = os.environ.get("PHASEKIT_PG_PORT", "5432")
+PG_DEFAULT_URLS = tuple(
+    f"postgresql://{user}@{PG_HOST}:{PG_PORT}/test" for user in ("postgres", "root")
+)
+PG_HOW_TO = (
+    f"no server answered on {PG_HOST}:{PG_PORT} (database test); set {PG_URL_ENV}="
+    "postgresql://user@host:port/db to run them"
+)
 
 
 def running_in_ci() -> bool:
@@ -77,14 +89,45 @@ def running_in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
+@functools.cache
+def _find_postgres() -> tuple[str | None, str]:
+    """The server of this run, and how it was found (once per run)."""
+    url = os.environ.get(PG_URL_ENV, "").strip()
+    if url:
+        return url, f"from {PG_URL_ENV}"
+    for candidate in PG_DEFAULT_URLS:
+        try:
+            import psycopg  # noqa: PLC0415 (only PostgreSQL tests need it)
+
+            psycopg.connect(candidate, connect_timeout=2).close()
+        except Exception:  # no server, no such user or database: try the next one
+            continue
+        return candidate, "found on the default address"
+    return None, PG_HOW_TO
+
+
 def postgres_url() -> str:
     """The PostgreSQL server of the tests; skips the test without one (fails it in CI)."""
-    url = os.environ.get(PG_URL_ENV, "").strip()
+    url, how = _find_postgres()
     if url:
         return url
     if running_in_ci():
-        pytest.fail(f"PostgreSQL tests must run in CI: {PG_HOW_TO}", pytrace=False)
-    pytest.skip(f"PostgreSQL tests need a server: {PG_HOW_TO}")
+        pytest.fail(f"PostgreSQL tests must run in CI: {how}", pytrace=False)
+    pytest.skip(f"PostgreSQL tests need a server: {how}")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say once which PostgreSQL server the run used, or why its tests were skipped."""
+    if not _find_postgres.cache_info().currsize:
+        return  # no PostgreSQL test was collected
+    url, how = _find_postgres()
+    if url:
+        shown = store_url(url).render_as_string(hide_password=True)
+        terminalreporter.write_line(f"PostgreSQL tests ran on {shown} ({how})")
+    elif running_in_ci():
+        terminalreporter.write_line(f"PostgreSQL tests failed, as CI requires them: {how}")
+    else:
+        terminalreporter.write_line(f"PostgreSQL tests skipped: {how}")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from statemachine.plugins.sql import SQLStore
+
 from statemachine import ConcurrentUpdateError, JobState, PhaseChanged, Tracker, hookimpl, load_spec
 
 #: What ``write`` does to every phase of a job, in order: (trigger, or None for progress).

@@ -11,6 +11,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from statemachine.errors import SpecIssue
+from statemachine.spec import PhaseSetDef
 from statemachine.spec.checks import (
     MAX_STATUS_SETS,
     analyse,
@@ -19,8 +21,6 @@ from statemachine.spec.checks import (
     status_set_count,
     status_sets,
 )
-from statemachine.errors import SpecIssue
-from statemachine.spec import PhaseSetDef
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 

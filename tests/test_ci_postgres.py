@@ -12,15 +12,22 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from .conftest import PG_URL_ENV
+from .conftest import PG_URL_ENV, postgres_url
 
 REPO = Path(__file__).resolve().parents[1]
 PG_SH = REPO / ".ci" / "pg.sh"
 ONE_POSTGRES_TEST = "test_every_field_round_trips_exactly and postgresql"
 
 
+def _silent_port() -> int:
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def run_pytest_without_postgres(*, ci: bool) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in (PG_URL_ENV, "CI")}
+    env["PHASEKIT_PG_PORT"] = str(_silent_port())  # the default address: nobody answers
     if ci:
         env["CI"] = "true"
     return subprocess.run(
@@ -50,12 +57,31 @@ def test_without_a_server_postgresql_tests_are_skipped_saying_how_to_enable_them
     assert result.returncode == 0, result.stdout
     assert "1 skipped" in result.stdout
     assert "set PHASEKIT_PG_URL=postgresql://user@host:port/db" in result.stdout
+    assert "PostgreSQL tests skipped: no server answered on 127.0.0.1:" in result.stdout
+
+
+@pytest.mark.postgres
+def test_a_server_on_the_default_address_runs_the_postgresql_tests() -> None:
+    server = make_url(postgres_url())
+    if server.database != "test" or server.username not in ("postgres", "root"):
+        pytest.skip("the run's server is not on a default URL the tests look for")
+    env = {k: v for k, v in os.environ.items() if k not in (PG_URL_ENV, "CI")}
+    env["PHASEKIT_PG_HOST"] = server.host or "127.0.0.1"
+    env["PHASEKIT_PG_PORT"] = str(server.port or 5432)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/test_sql_store.py", "-k", ONE_POSTGRES_TEST,
+         "-p", "no:cacheprovider", "-q"],
+        check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout
+    assert "1 passed" in result.stdout
+    assert "PostgreSQL tests ran on postgresql+psycopg://" in result.stdout
 
 
 def test_in_ci_a_postgresql_test_without_a_server_fails_the_run() -> None:
     result = run_pytest_without_postgres(ci=True)
     assert result.returncode == 1, result.stdout
-    assert "PostgreSQL tests must run in CI: set PHASEKIT_PG_URL=" in result.stdout
+    assert "PostgreSQL tests must run in CI: no server answered on" in result.stdout
     assert "skipped" not in result.stdout
 
 
@@ -79,7 +105,7 @@ def port_is_open(port: int) -> bool:
 
 @pytest.mark.postgres
 def test_pg_sh_uses_a_server_that_answers() -> None:
-    server = make_url(os.environ[PG_URL_ENV])
+    server = make_url(postgres_url())
     result = source_pg_sh(
         'echo "$PHASEKIT_PG_URL"; echo "${phasekit_pg_dir:-none}"',
         PHASEKIT_PG_HOST=server.host or "127.0.0.1",

@@ -521,3 +521,16 @@ def test_demo_runs_jobs_into_sqlite_and_says_how_to_inspect_them(
         assert isinstance(history, list) and history[0]["type"] == "job_created"
     log = (tmp_path / "phasekit-demo.log").read_text(encoding="utf-8")
     assert "phase_changed" in log and "progress_updated" in log
+
+
+def test_validate_reports_a_wildcard_inside_a_source_list_without_a_traceback(
+    phasekit: Phasekit, tmp_path: Path
+) -> None:
+    (tmp_path / "wild.yaml").write_text(
+        BAD_SPEC.split("transitions:", maxsplit=1)[0]
+        + 'transitions:\n  - {trigger: start, source: [todo, "*"], dest: doing}\n'
+        + "phases:" + BAD_SPEC.split("phases:", 1)[1]
+    )  # fmt: skip
+    run = phasekit("validate", "wild.yaml", entry="script")  # asserts no traceback
+    assert run.code == 1
+    assert "wildcard-in-list" in run.out

@@ -12,6 +12,7 @@ import pytest
 import statemachine
 from statemachine import (
     MemoryStore,
+    PhaseKitError,
     PhaseSet,
     Tracker,
     TransitionContext,
@@ -213,6 +214,34 @@ def test_a_raising_veto_plugin_rejects_the_transition(ingestion: PhaseSet) -> No
         with pytest.raises(TransitionRejected, match="policy service down"):
             phase.start()
         assert phase.status == "not_started"
+
+
+@pytest.mark.parametrize("answer", [False, "denied", 0, True])
+def test_a_veto_answer_that_is_neither_none_nor_a_veto_rejects_the_transition(
+    ingestion: PhaseSet, answer: object
+) -> None:
+    class Sloppy:
+        @hookimpl
+        def before_transition(self, event: TransitionRequest) -> object:
+            return answer
+
+    with Tracker(ingestion, plugins=[Sloppy()], load_entrypoints=False) as tracker:
+        phase = tracker.create_job("j").phases["discovery"]
+        with pytest.raises(TransitionRejected, match="not None or a Veto"):
+            phase.start()
+        assert phase.status == "not_started"
+        assert tracker.get_job("j").version == 1  # nothing was committed
+
+
+@pytest.mark.parametrize("kind", ["wrapper", "hookwrapper"])
+def test_a_hook_wrapper_is_refused_at_registration(ingestion: PhaseSet, kind: str) -> None:
+    class Wrapping:
+        @hookimpl(**{kind: True})
+        def before_transition(self, event: TransitionRequest) -> Any:
+            return (yield)
+
+    with pytest.raises(PhaseKitError, match=rf"hook wrapper \({kind}=True\)"):
+        Tracker(ingestion, plugins=[Wrapping()], load_entrypoints=False)
 
 
 def test_hook_job_created(tracker: Tracker, recorder: Recorder) -> None:

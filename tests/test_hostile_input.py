@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-
 from statemachine.plugins.sql import SQLStore
+
 from statemachine import (
     ConfigError,
     JobNotFound,

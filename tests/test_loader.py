@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from statemachine.spec import compose as yamlcompose
 from statemachine.errors import SpecError, SpecIssue
+from statemachine.spec import MAX_STATUSES
+from statemachine.spec import compose as yamlcompose
 from statemachine.spec.documents import (
     MAX_DEPTH,
     MAX_DOCUMENT_BYTES,
@@ -20,7 +21,6 @@ from statemachine.spec.documents import (
     load_definition,
     parse_definition,
 )
-from statemachine.spec import MAX_STATUSES
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from statemachine.spec import compose as yamlcompose
 from statemachine.errors import SpecError
-from statemachine.spec.documents import definition_from_dict, parse_definition
 from statemachine.spec import PhaseSetDef
+from statemachine.spec import compose as yamlcompose
+from statemachine.spec.documents import definition_from_dict, parse_definition
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 BUNDLED = [path.read_text(encoding="utf-8") for path in sorted(CONFIG.glob("*.yaml"))]

@@ -9,8 +9,8 @@ import yaml
 from yaml.nodes import MappingNode, Node, SequenceNode
 
 from statemachine import PhaseSet, SpecError, SpecIssue, load_spec, parse_spec, spec_from_dict
-from statemachine.spec.documents import MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_NODES
 from statemachine.spec import MAX_NAME_LENGTH, MAX_PHASES, MAX_STATUSES, MAX_TRANSITIONS
+from statemachine.spec.documents import MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_NODES
 
 
 def phase_set(

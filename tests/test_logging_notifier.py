@@ -6,9 +6,9 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-
 import statemachine.plugins.logging_notifier
 from statemachine.plugins.logging_notifier import LoggingNotifier
+
 from statemachine import JobState, PhaseSet, Tracker
 
 LOGGER = "phasekit.events"
@@ -150,4 +150,5 @@ def test_config_builds_the_logging_notifier(caplog: pytest.LogCaptureFixture) ->
 
 
 def test_register_notifiers_offers_logging() -> None:
-    assert statemachine.plugins.logging_notifier.register_notifiers() == {"logging": LoggingNotifier}
+    offered = statemachine.plugins.logging_notifier.register_notifiers()
+    assert offered == {"logging": LoggingNotifier}

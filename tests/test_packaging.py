@@ -246,7 +246,6 @@ def test_a_postgresql_store_without_psycopg_names_the_extra(installed: Installed
     assert "pip install 'phasekit[postgresql]'" in result.stderr
 
 
-
 def test_bundled_phase_sets_load_by_name(installed: Installed) -> None:
     out = installed.python(
         "import statemachine\n"

@@ -10,13 +10,14 @@ from datetime import UTC, datetime
 import pytest
 
 from statemachine import JobRecord, PhaseRecord, PhaseSet, UnknownPhase
+from statemachine.store import build_job_record, build_phase_record
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def test_phase_record_build_is_the_dataclass_constructor() -> None:
     values = ("extraction", "failed", 42.5, 17, 40, AT, AT, AT, "disk full")
-    built = PhaseRecord._build(*values)
+    built = build_phase_record(*values)
     made = PhaseRecord(*values)
     assert built == made and hash(built) == hash(made) and repr(built) == repr(made)
     assert dataclasses.astuple(built) == values
@@ -28,7 +29,7 @@ def test_phase_record_build_is_the_dataclass_constructor() -> None:
 def test_job_record_build_is_the_dataclass_constructor() -> None:
     phase = PhaseRecord("discovery", "running")
     values = ("j1", "ingestion", "abc", "running", "discovery", 12.5, 3, AT, AT, (phase,), {})
-    built = JobRecord._build(*values)
+    built = build_job_record(*values)
     made = JobRecord(*values)
     assert built == made and repr(built) == repr(made)
     assert dataclasses.astuple(built) == dataclasses.astuple(made)

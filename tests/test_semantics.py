@@ -330,3 +330,38 @@ def test_reference_errors_from_a_document_are_located() -> None:
         ("otherwise-not-last", "aggregate.status[0]"): position("{otherwise"),
         ("missing-otherwise", "aggregate.status[1]"): position("{all"),
     }
+
+
+WILDCARD_IN_LIST = """\
+phasekit: 1
+name: wild
+statuses:
+  todo: {initial: true}
+  running: {active: true}
+  failed: {terminal: true}
+transitions:
+  - {trigger: start, source: todo, dest: running}
+  - {trigger: fail, source: [running, "*"], dest: failed}
+phases:
+  - {name: only}
+aggregate:
+  status:
+    - {any: [failed], then: failed}
+    - {otherwise: todo}
+"""
+
+
+def test_a_wildcard_inside_a_source_list_is_a_located_error() -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_definition(WILDCARD_IN_LIST, "wild.yaml")
+    (issue,) = caught.value.issues
+    assert (issue.code, issue.path) == ("wildcard-in-list", "transitions[1].source[1]")
+    line = WILDCARD_IN_LIST.splitlines()[8]
+    assert (issue.line, issue.column) == (9, line.index('"*"') + 1)  # the "*" itself
+    assert 'write source: "*" alone, or list the statuses' in issue.message
+
+
+def test_a_wildcard_alone_is_every_status() -> None:
+    data = base()
+    data["transitions"][2]["source"] = "*"
+    assert "wildcard-in-list" not in codes(data)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from statemachine.plugins.sql import SQLStore
+
 from statemachine import JobCreated, JobRecord, PhaseChanged, PhaseSet, Tracker, load_spec
 
 from .conftest import Recorder, StoreTarget

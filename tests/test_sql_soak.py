@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
-
 from statemachine.plugins.sql import SQLStore, store_url
+
 from statemachine import PhaseSet, Tracker
 
 from .conftest import StoreTarget

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, inspect
-
 from statemachine.plugins.sql import SQLStore, store_url
+
 from statemachine import (
     ConcurrentUpdateError,
     JobCreated,

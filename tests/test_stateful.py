@@ -18,8 +18,8 @@ from typing import Any
 from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-
 from statemachine.plugins.sql import SQLStore
+
 from statemachine import (
     ConcurrentUpdateError,
     InvalidTransition,

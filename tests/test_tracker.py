@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
 import statemachine
 from statemachine import (
     ConcurrentUpdateError,
+    HistoryEvent,
     InvalidTransition,
     JobExists,
     JobNotFound,
@@ -24,7 +26,6 @@ from statemachine import (
     Veto,
     hookimpl,
 )
-from statemachine.store.events import HistoryEvent
 
 from .conftest import Recorder
 
@@ -513,3 +514,24 @@ def test_disable_autoload_skips_every_entry_point(
     monkeypatch.setenv("PHASEKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
     with pytest.raises(PhaseKitError, match="no store for sqlite:// URLs; known schemes: memory"):
         Tracker(ingestion, store="sqlite:///never.db")
+
+
+@pytest.mark.parametrize(
+    ("job_id", "metadata", "kind"),
+    [
+        ("", None, ValueError),
+        ("x" * 300, None, ValueError),
+        (42, None, TypeError),
+        ("ok", {"when": object()}, TypeError),
+    ],
+)
+def test_argument_errors_are_phasekit_errors_and_builtin_ones(
+    tracker: Tracker, job_id: Any, metadata: Any, kind: type[Exception]
+) -> None:
+    with pytest.raises(kind) as caught:
+        tracker.create_job(job_id, metadata=metadata)
+    assert isinstance(caught.value, PhaseKitError)
+    wanted = (
+        statemachine.InvalidArgument if kind is ValueError else statemachine.InvalidArgumentType
+    )
+    assert isinstance(caught.value, wanted)

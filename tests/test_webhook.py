@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import statemachine.plugins.webhook
 from statemachine.plugins.webhook import WebhookNotifier, sign, verify_signature
+
 from statemachine import ConfigError, PhaseChanged, PhaseSet, Tracker, parse_event
 
 SECRET = "s3cr3t-do-not-leak-4f9a"

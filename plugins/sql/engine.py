@@ -9,7 +9,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
-from statemachine import PhaseKitError
+from statemachine import InvalidArgument, InvalidArgumentType, PhaseKitError
 
 __all__ = [
     "BACKENDS",
@@ -37,7 +37,7 @@ def store_url(url: str | URL) -> URL:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in BACKENDS:
-        raise ValueError(
+        raise InvalidArgument(
             f"the SQL store works with {' and '.join(BACKENDS)}, not "
             f"{parsed.get_backend_name()!r} ({parsed.render_as_string(hide_password=True)})"
         )
@@ -48,7 +48,7 @@ def check_synchronous(synchronous: str) -> str:
     """``synchronous`` upper-cased, if SQLite knows it."""
     mode = str(synchronous).upper()
     if mode not in SYNCHRONOUS_MODES:
-        raise ValueError(
+        raise InvalidArgument(
             f"synchronous={synchronous!r} is not a SQLite synchronous mode; "
             f"use one of {', '.join(SYNCHRONOUS_MODES)}"
         )
@@ -58,9 +58,9 @@ def check_synchronous(synchronous: str) -> str:
 def check_busy_timeout(busy_timeout: float) -> float:
     """``busy_timeout`` (seconds) if it is a non-negative number."""
     if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, int | float):
-        raise TypeError(f"busy_timeout must be a number of seconds, not {busy_timeout!r}")
+        raise InvalidArgumentType(f"busy_timeout must be a number of seconds, not {busy_timeout!r}")
     if busy_timeout < 0:
-        raise ValueError(f"busy_timeout must be at least 0 seconds, not {busy_timeout}")
+        raise InvalidArgument(f"busy_timeout must be at least 0 seconds, not {busy_timeout}")
     return float(busy_timeout)
 
 
@@ -99,7 +99,7 @@ def configure_sqlite(
     known = _sqlite_settings.get(engine)
     if known is not None:
         if known != settings:
-            raise ValueError(
+            raise InvalidArgument(
                 f"this engine's SQLite connections are already set up with "
                 f"synchronous={known[0]}, busy_timeout={known[1]}; cannot change them to "
                 f"synchronous={settings[0]}, busy_timeout={settings[1]}"

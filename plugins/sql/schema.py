@@ -25,6 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from statemachine import InvalidArgument, InvalidArgumentType
+
 __all__ = ["Tables", "UTCDateTime", "build_tables", "check_identifier"]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -33,10 +35,10 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 def check_identifier(value: str, what: str, *, allow_empty: bool = False) -> str:
     """``value`` if it is a plain SQL identifier (letters, digits, underscores)."""
     if not isinstance(value, str):
-        raise TypeError(f"{what} must be a string, not {type(value).__name__}")
+        raise InvalidArgumentType(f"{what} must be a string, not {type(value).__name__}")
     if (allow_empty and value == "") or _IDENTIFIER.match(value):
         return value
-    raise ValueError(
+    raise InvalidArgument(
         f"{what} {value!r} is not a plain SQL identifier; use letters, digits and underscores, "
         "not starting with a digit"
     )

@@ -17,6 +17,8 @@ from sqlalchemy.schema import CreateSchema
 
 from statemachine import (
     ConcurrentUpdateError,
+    InvalidArgument,
+    InvalidArgumentType,
     JobCreated,
     JobExists,
     JobNotFound,
@@ -65,7 +67,9 @@ class SQLStore:
         engine_options: Mapping[str, Any] | None = None,
     ) -> None:
         if (url is None) == (engine is None):
-            raise TypeError("SQLStore needs either a database URL or an engine (not both)")
+            raise InvalidArgumentType(
+                "SQLStore needs either a database URL or an engine (not both)"
+            )
         if engine is None:
             assert url is not None
             engine = create_store_engine(
@@ -74,15 +78,17 @@ class SQLStore:
             self._owns_engine = True
         else:
             if engine_options:
-                raise TypeError("engine_options apply to a store opened from a URL")
+                raise InvalidArgumentType("engine_options apply to a store opened from a URL")
             if engine.dialect.name == "sqlite":
                 configure_sqlite(engine, synchronous=synchronous, busy_timeout=busy_timeout)
             self._owns_engine = False
         backend = engine.dialect.name
         if backend not in ("sqlite", "postgresql"):
-            raise ValueError(f"the SQL store works with SQLite and PostgreSQL, not {backend!r}")
+            raise InvalidArgument(
+                f"the SQL store works with SQLite and PostgreSQL, not {backend!r}"
+            )
         if backend == "sqlite" and schema is not None:
-            raise ValueError("schema= applies to PostgreSQL; a SQLite store is one file")
+            raise InvalidArgument("schema= applies to PostgreSQL; a SQLite store is one file")
         self.engine = engine
         self.tables: Tables = build_tables(table_prefix, schema)
         self.schema = schema
@@ -207,7 +213,7 @@ class SQLStore:
     ) -> builtins.list[JobRecord]:
         """Jobs, most recently updated first then by id, optionally of one status or spec."""
         if limit < 0 or offset < 0:
-            raise ValueError(f"limit and offset must be at least 0, not {limit} and {offset}")
+            raise InvalidArgument(f"limit and offset must be at least 0, not {limit} and {offset}")
         query = self._queries.page(status=status is not None, spec=spec is not None)
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if status is not None:

@@ -19,9 +19,9 @@ __all__ = ["DomainError", "PhasekitGroup", "main", "quiet_stderr_logging", "spec
 #: Exit code of a domain error (click uses 2 for usage errors, 1 for ``ClickException``).
 EXIT_ERROR = 1
 
-# What a user can cause with input or state, reported as one line; anything else is a bug
-# and keeps its traceback.
-_DOMAIN_ERRORS = (PhaseKitError, ValueError, TypeError, OSError, RecursionError)
+# What a user can cause with input or state (and files that cannot be read or written),
+# reported as one line; anything else is a bug in phasekit and keeps its traceback.
+_DOMAIN_ERRORS = (PhaseKitError, OSError)
 
 
 class DomainError(click.ClickException):

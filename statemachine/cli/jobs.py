@@ -11,7 +11,7 @@ from typing import Any
 import click
 from rich.text import Text
 
-from ..errors import InvalidTransition, UnknownPhase
+from ..errors import InvalidArgument, InvalidTransition, UnknownPhase
 from ..limits import MAX_COUNT, MAX_JOB_ID_LENGTH
 from ..runtime import JobState, PhaseState, job_schema
 from .app import cli
@@ -100,17 +100,17 @@ def _parse_metadata(text: str | None) -> dict[str, Any] | None:
     if text is None:
         return None
     if len(text) > MAX_METADATA_ARGUMENT:
-        raise ValueError(
+        raise InvalidArgument(
             f"--metadata is {len(text):,} characters; at most {MAX_METADATA_ARGUMENT:,}"
         )
     try:
         value = json.loads(text)
     except RecursionError:
-        raise ValueError("--metadata is nested too deeply") from None
+        raise InvalidArgument("--metadata is nested too deeply") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"--metadata is not valid JSON: {exc}") from None
+        raise InvalidArgument(f"--metadata is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise ValueError(f"--metadata must be a JSON object, not {type(value).__name__}")
+        raise InvalidArgument(f"--metadata must be a JSON object, not {type(value).__name__}")
     return value
 
 

@@ -16,9 +16,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import InvalidTransition, PhaseKitError, TransitionRejected, UnknownPhase
+from ..errors import (
+    InvalidArgument,
+    InvalidTransition,
+    PhaseKitError,
+    TransitionRejected,
+    UnknownPhase,
+)
 from ..limits import check_count, check_error
-from ..store import JobRecord, PhaseRecord
+from ..store import JobRecord, PhaseRecord, build_job_record, build_phase_record
 from .aggregate import StatusExplanation
 from .schemas import JobStateSchema, PhaseStateSchema, job_schema, phase_schema
 
@@ -526,7 +532,7 @@ def plan_transition(
     now = datetime.now(UTC)
     index = phase._index
     before = job._phases[index]
-    after = PhaseRecord._build(
+    after = build_phase_record(
         before.phase_name,
         dest,
         100.0 if flags.success else before.progress,  # progress
@@ -578,7 +584,9 @@ def plan_progress(
     processed = check_count("items_processed", items_processed)
     total = phase.items_total if items_total is None else check_count("items_total", items_total)
     if total is not None and processed > total:
-        raise ValueError(f"items_processed ({processed}) is greater than items_total ({total})")
+        raise InvalidArgument(
+            f"items_processed ({processed}) is greater than items_total ({total})"
+        )
     if total is None:
         progress = phase.progress
     else:
@@ -586,7 +594,7 @@ def plan_progress(
         progress = cap if total == 0 else min(cap, 100.0 * processed / total)
     now = datetime.now(UTC)
     before = job._phases[phase._index]
-    after = PhaseRecord._build(
+    after = build_phase_record(
         before.phase_name,
         before.status,
         progress,
@@ -670,7 +678,7 @@ def record_after(job: JobState, change: Change) -> JobRecord:
     spec = job.spec
     aggregator = spec.aggregator
     status, current_phase = aggregator.outline(tuple([p.status for p in phases]))
-    return JobRecord._build(
+    return build_job_record(
         job.job_id,
         spec.name,
         spec.fingerprint,

@@ -20,7 +20,7 @@ from ..spec import (
     parse_definition,
     source_name,
 )
-from ..store import JobRecord, PhaseRecord
+from ..store import JobRecord, PhaseRecord, build_job_record
 from .aggregate import Aggregator
 from .job import Action, Committer, Guard, JobState, PhaseState, phase_class
 from .machine import CompiledMachine
@@ -112,7 +112,7 @@ class PhaseSet:
         """The record of a new job: every phase in the initial status, version 1."""
         now = at or datetime.now(UTC)
         status, current_phase = self._initial_aggregate
-        return JobRecord._build(
+        return build_job_record(
             validate_job_id(job_id),
             self.name,
             self.fingerprint,

@@ -19,7 +19,7 @@ from .events import (
 )
 from .memory import MemoryStore
 from .protocol import SpecArchive, Store, StoreFactory, list_order, open_store
-from .records import JobRecord, PhaseRecord
+from .records import JobRecord, PhaseRecord, build_job_record, build_phase_record
 
 __all__ = [
     "EVENT_TYPES",
@@ -37,6 +37,8 @@ __all__ = [
     "Store",
     "StoreFactory",
     "TransitionRequest",
+    "build_job_record",
+    "build_phase_record",
     "list_order",
     "open_store",
     "parse_event",

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from ..errors import ConcurrentUpdateError, JobExists, JobNotFound
+from ..errors import ConcurrentUpdateError, InvalidArgumentType, JobExists, JobNotFound
 from .events import EVENT_TYPES, HistoryEvent, JobCreated
 from .protocol import list_order
 from .records import JobRecord
@@ -59,7 +59,9 @@ class MemoryStore:
     @classmethod
     def from_url(cls, url: str = "memory://", **options: Any) -> MemoryStore:
         if options:
-            raise TypeError(f"memory:// takes no options, got {', '.join(sorted(options))}")
+            raise InvalidArgumentType(
+                f"memory:// takes no options, got {', '.join(sorted(options))}"
+            )
         return cls()
 
     def create(self, record: JobRecord, events: Sequence[HistoryEvent]) -> None:
