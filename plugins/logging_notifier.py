@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Mapping
 
 from statemachine import (
+    Event,
     InvalidArgument,
     JobCreated,
     JobStatusChanged,
@@ -59,7 +60,7 @@ def _change(old: object, new: object) -> str:
     return _value(new) if old == new else f"{_value(old)}->{_value(new)}"
 
 
-def format_event(event: JobCreated | PhaseChanged | ProgressUpdated | JobStatusChanged) -> str:
+def format_event(event: Event) -> str:
     """The one-line summary of an event: ``job=j1 v=3 phase_changed phase=… start a->b``."""
     head = f"job={_value(event.job_id)} v={event.version} {event.type}"
     if isinstance(event, PhaseChanged):
@@ -100,9 +101,7 @@ class LoggingNotifier:
         """The logger the lines go to."""
         return self._logger
 
-    def log_event(
-        self, event: JobCreated | PhaseChanged | ProgressUpdated | JobStatusChanged
-    ) -> None:
+    def log_event(self, event: Event) -> None:
         """Log one event (nothing is formatted when the level is disabled)."""
         if not self._logger.isEnabledFor(self._level):
             return

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import httpx
 
 from statemachine import (
+    Event,
     JobCreated,
     JobStatusChanged,
     PhaseChanged,
@@ -56,7 +57,6 @@ __all__ = [
 
 log = logging.getLogger("phasekit.webhook")
 
-AnyEvent = JobCreated | PhaseChanged | ProgressUpdated | JobStatusChanged
 Outcome = Literal["delivered", "failed", "abandoned"]
 
 # Under a flood of drops, one warning per interval (with the count) rather than one per event.
@@ -85,7 +85,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 class _Delivery:
     """One event on its way to the endpoint, with the id it keeps across retries."""
 
-    event: AnyEvent
+    event: Event
     delivery_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     payload: dict[str, Any] | None = None
 
@@ -201,7 +201,7 @@ class WebhookNotifier:
 
     # -- queue -------------------------------------------------------------------------------
 
-    def notify(self, event: AnyEvent) -> None:
+    def notify(self, event: Event) -> None:
         """Queue ``event`` for delivery; never blocks and never raises for a full queue."""
         if self.events is not None and event.type not in self.events:
             return

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, bindparam, select
 from sqlalchemy.engine import Row
 
-from statemachine import JobCreated, JobRecord, PhaseChanged, PhaseRecord
+from statemachine import HistoryEvent, JobRecord, PhaseChanged, PhaseRecord
 
 from .schema import Tables
 
@@ -50,7 +50,7 @@ def phase_params(job_id: str, position: int, phase: PhaseRecord) -> dict[str, An
     }
 
 
-def event_params(event: JobCreated | PhaseChanged) -> dict[str, Any]:
+def event_params(event: HistoryEvent) -> dict[str, Any]:
     """The history row of ``event``: the event as JSON, and its fields worth querying."""
     changed = event if isinstance(event, PhaseChanged) else None
     return {

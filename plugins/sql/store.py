@@ -17,6 +17,7 @@ from sqlalchemy.schema import CreateSchema
 
 from statemachine import (
     ConcurrentUpdateError,
+    HistoryEvent,
     InvalidArgument,
     InvalidArgumentType,
     JobCreated,
@@ -35,7 +36,6 @@ from .statements import WriteStatements
 
 __all__ = ["SQLStore"]
 
-HistoryEvent = JobCreated | PhaseChanged
 
 #: Jobs per query of ``load_many`` (SQLite allows 32,766 parameters; PostgreSQL 65,535).
 LOAD_MANY_CHUNK = 500

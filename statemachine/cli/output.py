@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..runtime import JobStateSchema, PhaseStateSchema
-from ..store import JobCreated, PhaseChanged
+from ..store import HistoryEvent, PhaseChanged
 
 __all__ = [
     "MAX_ERROR_LINE",
@@ -179,7 +179,7 @@ def job_view(
     return Group(head, Text(""), phases)
 
 
-def event_table(events: Iterable[JobCreated | PhaseChanged]) -> Table:
+def event_table(events: Iterable[HistoryEvent]) -> Table:
     """A job's history: one row per event, oldest first."""
     table = Table(show_edge=False, pad_edge=False)
     for column in ("v", "at", "event", "phase", "trigger", "change", "error"):

@@ -489,14 +489,6 @@ class Change:
     error: str | None = None
     data: Mapping[str, Any] | None = None
 
-    @property
-    def phase(self) -> str:
-        return self.after.phase_name
-
-    @property
-    def is_transition(self) -> bool:
-        return self.trigger is not None
-
 
 def plan_transition(
     job: JobState,
