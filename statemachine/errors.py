@@ -22,6 +22,7 @@ and the like working. Anything else that escapes phasekit is a bug, and the CLI 
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -40,6 +41,7 @@ __all__ = [
     "SpecMismatch",
     "TransitionRejected",
     "UnknownPhase",
+    "did_you_mean",
 ]
 
 Severity = Literal["error", "warning"]
@@ -47,6 +49,12 @@ Severity = Literal["error", "warning"]
 
 class PhaseKitError(Exception):
     """Base class of every error phasekit raises on purpose."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` when one of ``choices`` is close to ``name``, else ``""``."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +170,8 @@ class UnknownPhase(PhaseKitError, KeyError):
         self.job_id = job_id
         self.known = tuple(known)
         job = f"job {job_id!r} has " if job_id else ""
-        super().__init__(f"{job}no phase {phase!r}; phases: {', '.join(self.known)}")
+        hint = did_you_mean(phase, self.known)
+        super().__init__(f"{job}no phase {phase!r}{hint}; phases: {', '.join(self.known)}")
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0])

@@ -490,3 +490,27 @@ def test_rules_reported_are_exactly_those_no_assignment_fires(defn: PhaseSetDef)
         for assignment in itertools.product(reachable_statuses(defn), repeat=n)
     }
     assert never_firing(defn) == set(range(len(defn.aggregate.status))) - fired
+
+
+def test_a_job_status_one_edit_from_a_declared_status_is_a_near_miss_with_a_hint() -> None:
+    defn = phase_set(
+        statuses={
+            "new": {"initial": True},
+            "busy": {"active": True},
+            "succeeded": {"terminal": True, "success": True},
+        },
+        transitions=[
+            {"trigger": "start", "source": "new", "dest": "busy"},
+            {"trigger": "finish", "source": "busy", "dest": "succeeded"},
+        ],
+        rules=[{"all": ["succeeded"], "then": "suceeded"}, {"otherwise": "new"}],
+    )
+    (issue,) = [i for i in analyse(defn) if i.code == "near-miss-status"]
+    assert issue.path == "aggregate.status[0].then"
+    assert issue.hint == "succeeded"
+    assert issue.severity == "warning"
+
+
+def test_a_job_status_of_its_own_is_no_near_miss() -> None:
+    defn = phase_set(rules=[{"any": ["busy"], "then": "partially_done"}, {"otherwise": "new"}])
+    assert "near-miss-status" not in {i.code for i in analyse(defn)}

@@ -426,6 +426,12 @@ def test_an_invalid_trigger_is_one_line_naming_the_allowed_triggers(
     )
     assert "has no trigger 'launch'" in unknown
     assert "allowed triggers from 'not_started': start, fail" in unknown
+    typo = _one_error_line(phasekit("jobs", "fire", "t1", "discovery", "strat", "--store", store))
+    assert "has no trigger 'strat' (did you mean 'start'?)" in typo
+    phase_typo = _one_error_line(
+        phasekit("jobs", "fire", "t1", "discovry", "start", "--store", store)
+    )
+    assert "no phase 'discovry' (did you mean 'discovery'?)" in phase_typo
 
 
 def test_domain_errors_are_one_line_with_exit_1(phasekit: Phasekit, store: str) -> None:

@@ -163,8 +163,8 @@ def test_progress_counts_must_be_ints(ingestion: PhaseSet) -> None:
 
 def test_unknown_phase_lists_the_phases(ingestion: PhaseSet) -> None:
     job = ingestion.new_job("j")
-    with pytest.raises(UnknownPhase, match="no phase 'load'; phases: discovery, extraction"):
-        job.phase("load")
+    with pytest.raises(UnknownPhase, match="no phase 'lo'; phases: discovery, extraction"):
+        job.phase("lo")
 
 
 def test_weighted_progress_uses_phase_weights() -> None:
@@ -196,7 +196,7 @@ def test_a_rule_may_name_a_job_level_status() -> None:
     assert job2.get_overall_status() == "on_hold"
 
 
-def test_default_current_phase_skips_terminal_phases() -> None:
+def test_default_current_phase_skips_finished_phases_and_stops_where_the_job_stopped() -> None:
     spec = statemachine.load_spec("deployment")
     job = spec.new_job("r")
     assert job.get_current_phase() == "build"
@@ -206,7 +206,45 @@ def test_default_current_phase_skips_terminal_phases() -> None:
     for phase in job.phases.values():
         if phase.status == "pending":
             phase.cancel()
+    # Every phase is finished: the current phase is the first that did not succeed.
+    assert job.get_current_phase() == "test"
+
+
+def test_default_current_phase_is_none_when_every_phase_succeeded() -> None:
+    spec = statemachine.load_spec("deployment")
+    job = spec.new_job("r")
+    for phase in job.phases.values():
+        phase.start()
+        phase.succeed()
     assert job.get_current_phase() is None
+
+
+def test_a_failed_ingestion_jobs_current_phase_is_the_phase_that_failed(
+    ingestion: PhaseSet,
+) -> None:
+    job = ingestion.new_job("j")
+    job.phases["discovery"].start()
+    job.phases["discovery"].complete()
+    job.phases["extraction"].start()
+    job.phases["extraction"].fail("disk full")
+    assert job.get_overall_status() == "failed"
+    assert job.get_current_phase() == "extraction"
+
+
+def test_an_unknown_phase_is_an_unknown_phase_error_with_a_hint(ingestion: PhaseSet) -> None:
+    job = ingestion.new_job("j")
+    with pytest.raises(KeyError) as caught:
+        job.phases["extractoin"]
+    assert isinstance(caught.value, statemachine.UnknownPhase)
+    assert "no phase 'extractoin' (did you mean 'extraction'?)" in str(caught.value)
+
+
+def test_an_unknown_trigger_gets_a_hint(ingestion: PhaseSet) -> None:
+    phase = ingestion.new_job("j").phases["discovery"]
+    with pytest.raises(
+        statemachine.InvalidTransition, match=r"no trigger 'strat' \(did you mean 'start'\?\)"
+    ):
+        phase.trigger("strat")
 
 
 def test_job_schema_round_trips_through_json(ingestion: PhaseSet) -> None:

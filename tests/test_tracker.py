@@ -508,6 +508,17 @@ def test_disable_plugins_skips_the_named_entry_points(
     assert not names & {"webhook", "logging"}
 
 
+def test_disable_plugins_never_drops_a_plugin_passed_explicitly(
+    ingestion: PhaseSet, monkeypatch: pytest.MonkeyPatch, recorder: Recorder
+) -> None:
+    monkeypatch.setenv("PHASEKIT_DISABLE_PLUGINS", "audit")
+    with Tracker(ingestion, plugins=[recorder], load_entrypoints=False) as tracker:
+        tracker.plugins.register(recorder.__class__(), name="audit")
+        tracker.create_job("j").phases["discovery"].start()
+        assert "audit" in {i.name for i in tracker.plugin_info()}
+    assert recorder.types == ["job_created", "phase_changed", "job_status_changed"]
+
+
 def test_disable_autoload_skips_every_entry_point(
     ingestion: PhaseSet, monkeypatch: pytest.MonkeyPatch
 ) -> None:

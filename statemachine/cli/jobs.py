@@ -13,7 +13,7 @@ from rich.text import Text
 
 from ..errors import InvalidArgument, InvalidTransition, UnknownPhase
 from ..limits import MAX_COUNT, MAX_JOB_ID_LENGTH
-from ..runtime import JobState, PhaseState, job_schema
+from ..runtime import JobState, PhaseState, job_schema, unknown_trigger
 from .app import cli
 from .output import (
     console,
@@ -205,10 +205,7 @@ def fire(
                 trigger=shorten(trigger),
                 status=phase.status,
                 allowed=phase.allowed_triggers(),
-                reason=(
-                    f"phase set {tracker.spec.name!r} has no trigger {shorten(trigger)!r} "
-                    f"(its triggers: {', '.join(tracker.spec.triggers)})"
-                ),
+                reason=unknown_trigger(tracker.spec.name, shorten(trigger), tracker.spec.triggers),
             )
         source = phase.status
         phase.trigger(trigger, error=error)

@@ -38,7 +38,7 @@ log = logging.getLogger("phasekit.plugins")
 
 #: Set to any non-empty value to skip plugins installed through entry points.
 DISABLE_AUTOLOAD_ENV = "PHASEKIT_DISABLE_PLUGIN_AUTOLOAD"
-#: Comma-separated names of plugins not to load (entry-point names or registered names).
+#: Comma-separated entry-point names of installed plugins not to load.
 DISABLE_PLUGINS_ENV = "PHASEKIT_DISABLE_PLUGINS"
 
 #: Every hook phasekit calls, in the order ``statemachine.hooks.specs`` declares them.
@@ -99,8 +99,6 @@ class PluginManager:
         self._pm.add_hookspecs(specs)
         self._infos: dict[str, PluginInfo] = {}
         self._impls: dict[str, tuple[Any, ...]] = {}
-        for name in _disabled_names():
-            self._pm.set_blocked(name)
         for name, plugin in builtins:
             self._register(plugin, name, PluginInfo(name=name, source="builtin"))
         if load_entrypoints and not os.environ.get(DISABLE_AUTOLOAD_ENV):
@@ -112,8 +110,11 @@ class PluginManager:
 
     def _load_entrypoints(self) -> None:
         seen: set[str] = set()
+        # Disabling applies to installed plugins only: a plugin object a program passes to
+        # ``Tracker(plugins=...)`` is what the program asked for, so it is always registered.
+        disabled = _disabled_names()
         for ep in importlib.metadata.entry_points(group=PROJECT):
-            if ep.name in seen or self._pm.has_plugin(ep.name) or self._pm.is_blocked(ep.name):
+            if ep.name in seen or ep.name in disabled or self._pm.has_plugin(ep.name):
                 continue
             seen.add(ep.name)
             dist = ep.dist
@@ -133,8 +134,7 @@ class PluginManager:
 
     def _register(self, plugin: object, name: str | None, info: PluginInfo) -> str:
         registered = self._pm.register(plugin, name=name)
-        if registered is None:  # blocked
-            return name or ""
+        assert registered is not None  # phasekit blocks no name
         try:
             self._check_hooks(plugin, registered)
         except PhaseKitError:

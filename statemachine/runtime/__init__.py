@@ -26,6 +26,7 @@ from .job import (
     plan_transition,
     record_after,
     run_actions,
+    unknown_trigger,
 )
 from .machine import CompiledMachine
 from .phaseset import PhaseSet, check_spec, load_spec, parse_spec, spec_from_dict
@@ -63,4 +64,5 @@ __all__ = [
     "spec_from_dict",
     "to_dot",
     "to_mermaid",
+    "unknown_trigger",
 ]

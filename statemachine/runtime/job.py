@@ -10,7 +10,7 @@ These classes share their internals, so they live in one module.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -22,6 +22,7 @@ from ..errors import (
     PhaseKitError,
     TransitionRejected,
     UnknownPhase,
+    did_you_mean,
 )
 from ..limits import check_count, check_error
 from ..store import JobRecord, PhaseRecord, build_job_record, build_phase_record
@@ -50,6 +51,7 @@ __all__ = [
     "plan_transition",
     "record_after",
     "run_actions",
+    "unknown_trigger",
 ]
 
 
@@ -266,7 +268,12 @@ class PhaseMap(Mapping[str, "PhaseState"]):
 
     def __getitem__(self, name: str) -> PhaseState:
         job = self._job
-        return job.spec.phase_class(job, job.spec.phase_index(name))
+        spec = job.spec
+        try:
+            index = spec.phase_index(name)
+        except KeyError:
+            raise UnknownPhase(name, job_id=job.job_id, known=spec.phase_names) from None
+        return spec.phase_class(job, index)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._job.spec.phase_names)
@@ -375,11 +382,7 @@ class JobState:
 
     def phase(self, name: str) -> PhaseState:
         """The phase ``name``; ``UnknownPhase`` lists the phases when there is none."""
-        try:
-            return self.phases[name]
-        except KeyError:
-            known = list(self.spec.phase_names)
-            raise UnknownPhase(name, job_id=self.job_id, known=known) from None
+        return self.phases[name]
 
     def __iter__(self) -> Iterator[PhaseState]:
         cls = self.spec.phase_class
@@ -549,13 +552,22 @@ def plan_transition(
 
 def _invalid(job: JobState, phase: PhaseState, trigger: str) -> InvalidTransition:
     spec = job.spec
+    unknown = not spec.has_trigger(trigger)
     return InvalidTransition(
         job_id=job.job_id,
         phase=phase.phase_name,
         trigger=trigger,
         status=phase.status,
         allowed=spec.allowed_triggers(phase.status),
-        reason=None if spec.has_trigger(trigger) else f"phase set has no trigger {trigger!r}",
+        reason=unknown_trigger(spec.name, trigger, spec.triggers) if unknown else None,
+    )
+
+
+def unknown_trigger(spec_name: str, trigger: str, triggers: Sequence[str]) -> str:
+    """Why a trigger the phase set does not declare fails, with its triggers and a hint."""
+    return (
+        f"phase set {spec_name!r} has no trigger {trigger!r}{did_you_mean(trigger, triggers)} "
+        f"(its triggers: {', '.join(triggers)})"
     )
 
 

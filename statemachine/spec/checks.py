@@ -28,6 +28,7 @@ class _Finding(NamedTuple):
     code: str
     path: str
     message: str
+    hint: str | None = None
 
 
 def analyse(
@@ -41,6 +42,7 @@ def analyse(
         *_status_findings(defn),
         *_rule_findings(defn),
         *_current_phase_findings(defn),
+        *_near_miss_findings(defn),
     ]
     return [
         SpecIssue(
@@ -49,10 +51,11 @@ def analyse(
             path=path,
             line=where[path][0] if path in where else None,
             column=where[path][1] if path in where else None,
+            hint=hint,
             severity="warning",
             filename=filename,
         )
-        for code, path, message in findings
+        for code, path, message, hint in findings
     ]
 
 
@@ -309,3 +312,34 @@ def _rule_findings(defn: PhaseSetDef) -> Iterator[_Finding]:
                 f"only with {smallest_firing[index]} or more phases"
             )
         yield _Finding("rule-never-fires", f"aggregate.status[{index}]", message)
+
+
+# -- job-level statuses -------------------------------------------------------------------
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """Whether ``b`` is ``a`` with one character inserted, deleted or replaced."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), len(a))
+    return a[i + (len(a) == len(b)) :] == b[i + 1 :]
+
+
+def _near_miss_findings(defn: PhaseSetDef) -> Iterator[_Finding]:
+    """A job-level status one edit away from a declared status is most likely a typo."""
+    for index, rule in enumerate(defn.aggregate.status):
+        result = rule.result
+        if result in defn.statuses:
+            continue
+        close = next((s for s in defn.statuses if _one_edit_apart(result, s)), None)
+        if close is not None:
+            key = "otherwise" if rule.otherwise is not None else "then"
+            yield _Finding(
+                "near-miss-status",
+                f"aggregate.status[{index}].{key}",
+                f"rule {index + 1} gives the job status {result!r}, one letter away from the "
+                f"declared status {close!r}; a job-level status of its own is fine, a typo is not",
+                close,
+            )

@@ -159,7 +159,7 @@ class AggregateDef(_Model):
         description=(
             "Groups of statuses tried in order: the current phase is the first phase in a status "
             "of the group. Default: first phase neither initial nor terminal, else first phase "
-            "in the initial status."
+            "in a terminal status that is not success, else first phase in the initial status."
         ),
     )
 

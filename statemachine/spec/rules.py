@@ -75,11 +75,13 @@ def first_firing(conditions: Sequence[Condition], present: Set[str]) -> int | No
 def default_current_phase_groups(defn: PhaseSetDef) -> list[frozenset[str]]:
     """The ``current_phase`` groups of a phase set that declares none.
 
-    The first phase whose status is neither initial nor terminal, else the first phase in the
-    initial status.
+    The first phase whose status is neither initial nor terminal; else the first phase in a
+    terminal status that is not ``success`` (where the job stopped); else the first phase in
+    the initial status.
     """
     statuses = defn.statuses.items()
     return [
         frozenset(n for n, s in statuses if not s.initial and not s.terminal),
+        frozenset(n for n, s in statuses if s.terminal and not s.success),
         frozenset(n for n, s in statuses if s.initial),
     ]
