@@ -8,6 +8,7 @@ these limits beside the tests that hold them.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ __all__ = [
     "check_count",
     "check_error",
     "check_metadata",
+    "check_page",
     "nesting",
     "validate_job_id",
 ]
@@ -63,6 +65,7 @@ def check_error(error: object) -> str | None:
         raise InvalidArgument(
             f"error message is {len(error):,} characters; at most {MAX_ERROR_LENGTH:,} are kept"
         )
+    _check_text(error, "error message")
     return error
 
 
@@ -75,6 +78,11 @@ def check_count(name: str, value: object) -> int:
     if value > MAX_COUNT:
         raise InvalidArgument(f"{name} must be at most {MAX_COUNT:,} (2**63 - 1)")
     return value
+
+
+def check_page(limit: object, offset: object) -> tuple[int, int]:
+    """``limit`` and ``offset`` of a listing, if each is an int from 0 to ``MAX_COUNT``."""
+    return check_count("limit", limit), check_count("offset", offset)
 
 
 def nesting(value: object, *, max_values: int | None = None) -> tuple[int, int]:
@@ -100,23 +108,68 @@ def nesting(value: object, *, max_values: int | None = None) -> tuple[int, int]:
 
 
 def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A private, plain copy of ``metadata`` if it is JSON within the size and depth limits."""
+    """A private, plain copy of ``metadata`` if JSON keeps it exactly, within the limits.
+
+    JSON has objects with string keys, arrays, strings, finite numbers, booleans and null;
+    anything it would change on the way (a tuple into a list, ``1`` and ``True`` keys into
+    strings, NaN, a lone surrogate that UTF-8 cannot encode) is refused, so what a store gives
+    back equals what was given.
+    """
     if metadata is None:
         return {}
     if not isinstance(metadata, Mapping):
         raise InvalidArgumentType(f"metadata must be a mapping, not {type(metadata).__name__}")
-    too_deep = f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep"
-    try:
-        encoded = json.dumps(metadata, allow_nan=False)
-    except RecursionError:
-        raise InvalidArgument(too_deep) from None
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgumentType(f"metadata must be JSON-serialisable: {exc}") from None
+    _check_json(metadata)
+    encoded = json.dumps(metadata, allow_nan=False)
     if len(encoded) > MAX_METADATA_BYTES:
         raise InvalidArgument(
             f"metadata is {len(encoded):,} bytes as JSON; at most {MAX_METADATA_BYTES:,} are kept"
         )
     result: dict[str, Any] = json.loads(encoded)
-    if nesting(result)[1] > MAX_METADATA_DEPTH:
-        raise InvalidArgument(too_deep)
     return result
+
+
+def _check_json(metadata: Mapping[str, Any]) -> None:
+    """Refuse a value of ``metadata`` that JSON would not give back as it is."""
+    todo: list[tuple[object, str, int]] = [(metadata, "metadata", 1)]
+    seen = 0
+    while todo:
+        value, where, depth = todo.pop()
+        seen += 1
+        if seen > MAX_METADATA_BYTES:  # each value takes a byte of JSON at least
+            raise InvalidArgument(
+                f"metadata holds more than {MAX_METADATA_BYTES:,} values; "
+                f"at most {MAX_METADATA_BYTES:,} bytes of JSON are kept"
+            )
+        if isinstance(value, Mapping | list) and depth > MAX_METADATA_DEPTH:
+            raise InvalidArgument(f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep")
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise InvalidArgumentType(
+                        f"{where} has the key {key!r} ({type(key).__name__}); JSON object keys "
+                        "are strings, so it would come back changed"
+                    )
+                _check_text(key, f"a key of {where}")
+                todo.append((item, f"{where}[{key!r}]", depth + 1))
+        elif isinstance(value, list):
+            todo.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_text(value, where)
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise InvalidArgument(f"{where} is {value}, which JSON cannot hold")
+        elif value is not None and not isinstance(value, int):  # bool is an int
+            raise InvalidArgumentType(
+                f"{where} is of type {type(value).__name__}; metadata holds JSON values only "
+                "(dict, list, str, int, float, bool, None)"
+            )
+
+
+def _check_text(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(
+            f"{where} holds a lone surrogate ({text!r}), which UTF-8 cannot encode"
+        ) from None

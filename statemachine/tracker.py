@@ -21,7 +21,7 @@ from .errors import (
     TransitionRejected,
 )
 from .hooks import PluginInfo, PluginManager
-from .limits import check_metadata, validate_job_id
+from .limits import check_metadata, check_page, validate_job_id
 from .runtime import (
     Change,
     JobState,
@@ -56,6 +56,8 @@ __all__ = ["Tracker"]
 log = logging.getLogger("phasekit")
 
 _LOCK_STRIPES = 64
+#: Jobs whose last progress save time is kept before the ones older than the interval go.
+_PROGRESS_SAVES_KEPT = 1024
 
 
 # Events are built from values phasekit has already checked, on every commit: they are
@@ -110,6 +112,7 @@ class Tracker:
         self._locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
         self._pending: dict[str, JobState] = {}
         self._last_progress_save: dict[str, float] = {}
+        self._progress_saves_kept = _PROGRESS_SAVES_KEPT
         self._pending_lock = threading.Lock()
         self._closed = False
         self._commits = _Commits(self)
@@ -159,6 +162,7 @@ class Tracker:
 
     def create_job(self, job_id: str, metadata: Mapping[str, Any] | None = None) -> JobState:
         """Create and store a job, every phase in the initial status; ``JobExists`` if taken."""
+        self._check_open()
         record = self.spec.initial_record(job_id, check_metadata(metadata))
         event = JobCreated.build(
             job_id=record.job_id,
@@ -217,6 +221,7 @@ class Tracker:
         self, *, status: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[JobState]:
         """Jobs of this phase set, most recently updated first."""
+        limit, offset = check_page(limit, offset)
         if self._store_filters_spec:
             records = self.store.list(  # type: ignore[call-arg]
                 status=status, spec=self.spec.name, limit=limit, offset=offset
@@ -345,7 +350,15 @@ class Tracker:
             if last is not None and now - last < self.progress_interval:
                 self._pending[job.job_id] = job
                 return True
-            self._last_progress_save[job.job_id] = now
+            saves = self._last_progress_save
+            saves[job.job_id] = now
+            if len(saves) > self._progress_saves_kept:
+                # A save older than the interval no longer holds a report back: forget it, so
+                # the map holds the jobs of one interval, not every job ever reported on.
+                interval = self.progress_interval
+                for job_id in [j for j, at in saves.items() if now - at >= interval]:
+                    del saves[job_id]
+                self._progress_saves_kept = max(_PROGRESS_SAVES_KEPT, 2 * len(saves))
             self._pending.pop(job.job_id, None)
             return False
 

@@ -540,3 +540,34 @@ def test_validate_reports_a_wildcard_inside_a_source_list_without_a_traceback(
     run = phasekit("validate", "wild.yaml", entry="script")  # asserts no traceback
     assert run.code == 1
     assert "wildcard-in-list" in run.out
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql+asyncpg://someone@127.0.0.1/test", "sqlite+pysqlcipher:///x.db"]
+)
+def test_a_store_url_with_another_driver_is_one_line_naming_the_one_to_use(
+    phasekit: Phasekit, url: str
+) -> None:
+    run = phasekit("jobs", "create", "--spec", "ingestion", "--store", url, entry="script")
+    assert run.code == 1  # and no traceback (the fixture checks)
+    assert "the SQL store drives" in run.err
+
+
+def test_a_malformed_store_url_is_refused_without_echoing_it(phasekit: Phasekit) -> None:
+    for url in ("postgresql:/someone:hunter2@db", "postgresql://someone:hunter2@db:notaport/x"):
+        run = phasekit("jobs", "create", "--spec", "ingestion", "--store", url, entry="script")
+        assert run.code == 1
+        assert "hunter2" not in run.err + run.out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("jobs", "list"), ("jobs", "show", "j1"), ("jobs", "history", "j1"), ("graph", "--job", "j1")],
+)
+def test_a_read_only_command_never_creates_a_store(
+    phasekit: Phasekit, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    run = phasekit(*command, "--store", "sqlite:///typo.db", entry="script")
+    assert run.code == 1
+    assert "no store at typo.db" in run.err
+    assert not (tmp_path / "typo.db").exists()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,6 +94,12 @@ def test_readme_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     ) == ("processing", "transcode", 10.0)
 
 
+def _phasekit_script() -> Path:
+    """The ``phasekit`` script of this interpreter's environment (not whichever is on PATH)."""
+    beside = Path(sys.executable).with_name("phasekit")
+    return beside if beside.exists() else Path(shutil.which("phasekit") or "phasekit")
+
+
 def test_readme_validate_transcript_is_what_the_cli_prints(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
     video = next(b for b in _yaml_blocks(ROOT / "README.md") if b.startswith("# video.yaml"))
@@ -100,7 +108,7 @@ def test_readme_validate_transcript_is_what_the_cli_prints(tmp_path: Path) -> No
     )
     (tmp_path / "video.yaml").write_text(typo)
     result = subprocess.run(
-        ["phasekit", "validate", "video.yaml"],
+        [str(_phasekit_script()), "validate", "video.yaml"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -130,13 +130,19 @@ def circular() -> dict[str, Any]:
 
 
 BAD_METADATA: dict[str, tuple[Any, type[Exception], str]] = {
-    "an object": ({"when": object()}, TypeError, "JSON-serialisable"),
-    "a set": ({"tags": {"a", "b"}}, TypeError, "JSON-serialisable"),
-    "bytes": ({"blob": b"\x00\xff"}, TypeError, "JSON-serialisable"),
-    "a tuple key": ({(1, 2): "x"}, TypeError, "JSON-serialisable"),
-    "circular": (circular(), TypeError, "JSON-serialisable"),
-    "NaN": ({"ratio": math.nan}, TypeError, "JSON-serialisable"),
-    "infinity": ({"ratio": [1.0, -math.inf]}, TypeError, "JSON-serialisable"),
+    "an object": ({"when": object()}, TypeError, "JSON values only"),
+    "a set": ({"tags": {"a", "b"}}, TypeError, "JSON values only"),
+    "bytes": ({"blob": b"\x00\xff"}, TypeError, "JSON values only"),
+    "a tuple key": ({(1, 2): "x"}, TypeError, "JSON object keys are strings"),
+    "circular": (circular(), ValueError, "nested more than"),
+    "NaN": ({"ratio": math.nan}, ValueError, "JSON cannot hold"),
+    "infinity": ({"ratio": [1.0, -math.inf]}, ValueError, "JSON cannot hold"),
+    # What JSON would give back changed: refused rather than silently altered.
+    "an int key beside its string": ({1: "a", "1": "b"}, TypeError, "key 1 \\(int\\)"),
+    "a bool key": ({True: 1}, TypeError, "key True \\(bool\\)"),
+    "a tuple value": ({"pair": (1, 2)}, TypeError, r"metadata\['pair'\] is of type tuple"),
+    "a lone surrogate": ({"name": "\udc80"}, ValueError, "lone surrogate"),
+    "a lone surrogate key": ({"\ud800": 1}, ValueError, "lone surrogate"),
     "not a mapping": ([("a", 1)], TypeError, "must be a mapping"),
     "one byte too large": (
         {"blob": "x" * (MAX_METADATA_BYTES - len('{"blob": ""}') + 1)},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,7 +66,7 @@ def test_get_job_of_unknown_id_raises_job_not_found(tracker: Tracker) -> None:
 
 
 def test_metadata_must_be_json_serialisable(tracker: Tracker) -> None:
-    with pytest.raises(TypeError, match="JSON-serialisable"):
+    with pytest.raises(TypeError, match="metadata holds JSON values only"):
         tracker.create_job("j", metadata={"when": object()})
     with pytest.raises(JobNotFound):
         tracker.get_job("j")
@@ -546,3 +547,52 @@ def test_argument_errors_are_phasekit_errors_and_builtin_ones(
         statemachine.InvalidArgument if kind is ValueError else statemachine.InvalidArgumentType
     )
     assert isinstance(caught.value, wanted)
+
+
+def test_a_lone_surrogate_is_refused_alike_by_the_memory_store(tracker: Tracker) -> None:
+    # The SQL stores cannot encode it; every store gets the same answer before it is asked.
+    with pytest.raises(ValueError, match="lone surrogate"):
+        tracker.create_job("j", metadata={"name": "\udc80"})
+    phase = tracker.create_job("k").phases["discovery"]
+    with pytest.raises(ValueError, match="lone surrogate"):
+        phase.fail("bad \udc80 error")
+    assert phase.status == "not_started"
+
+
+def test_listing_bounds_are_checked_alike_on_every_store(tracker: Tracker, tmp_path: Any) -> None:
+    with pytest.raises(ValueError, match="limit must be >= 0"):
+        tracker.store.list(limit=-1)
+    with pytest.raises(ValueError, match="offset must be >= 0"):
+        tracker.list_jobs(offset=-5)
+    with Tracker("ingestion", store=f"sqlite:///{tmp_path / 'jobs.db'}") as on_sqlite:
+        with pytest.raises(ValueError, match=r"limit must be at most"):
+            on_sqlite.list_jobs(limit=10**20)
+        with pytest.raises(ValueError, match=r"limit must be from 0 to"):
+            on_sqlite.store.list(limit=10**20)
+        with pytest.raises(ValueError, match=r"limit must be from 0 to"):
+            on_sqlite.store.list(limit=-1)
+
+
+def test_a_closed_tracker_creates_no_job(ingestion: PhaseSet) -> None:
+    tracker = Tracker(ingestion, load_entrypoints=False)
+    tracker.close()
+    with pytest.raises(PhaseKitError, match="closed"):
+        tracker.create_job("late")
+    assert len(tracker.store) == 0  # type: ignore[arg-type]
+
+
+def test_progress_save_times_are_kept_for_one_interval_not_for_every_job(
+    ingestion: PhaseSet,
+) -> None:
+    with Tracker(ingestion, progress_interval=0.05, load_entrypoints=False) as tracker:
+        first = [tracker.create_job(f"a{i}").phases["discovery"] for i in range(1000)]
+        for phase in first:
+            phase.start()
+            phase.update_progress(1, items_total=10)
+        time.sleep(0.1)  # every save above is now older than the interval
+        for i in range(1000):
+            phase = tracker.create_job(f"b{i}").phases["discovery"]
+            phase.start()
+            phase.update_progress(1, items_total=10)
+        # Private, read on purpose: the map is the memory this test is about.
+        assert len(tracker._last_progress_save) < 1100

@@ -7,12 +7,14 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from statemachine import InvalidArgument, InvalidArgumentType, PhaseKitError
 
 __all__ = [
     "BACKENDS",
+    "DRIVERS",
     "SYNCHRONOUS_MODES",
     "WRITE_OPTION",
     "configure_sqlite",
@@ -22,6 +24,8 @@ __all__ = [
 
 #: Database backends the store supports, by SQLAlchemy backend name.
 BACKENDS = ("sqlite", "postgresql")
+#: The one driver of each backend the store is written and tested for.
+DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
 #: Values of SQLite's ``synchronous`` setting the store accepts.
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 #: Execution option marking a Core transaction that writes (``BEGIN IMMEDIATE`` on SQLite).
@@ -33,13 +37,26 @@ _sqlite_settings: weakref.WeakKeyDictionary[Engine, tuple[str, float]] = weakref
 
 def store_url(url: str | URL) -> URL:
     """``url`` parsed, with ``postgresql://`` (and ``postgres://``) sent to psycopg 3."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # their messages may quote the URL, password and all
+        raise InvalidArgument(
+            "the store URL is not a database URL; write sqlite:///path.db or "
+            "postgresql://user@host:port/db"
+        ) from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in BACKENDS:
         raise InvalidArgument(
             f"the SQL store works with {' and '.join(BACKENDS)}, not "
             f"{parsed.get_backend_name()!r} ({parsed.render_as_string(hide_password=True)})"
+        )
+    driver = parsed.get_driver_name()
+    if driver != DRIVERS[parsed.get_backend_name()]:
+        raise InvalidArgument(
+            f"the SQL store drives {parsed.get_backend_name()} with "
+            f"{DRIVERS[parsed.get_backend_name()]}, not {driver!r}: write "
+            f"{parsed.get_backend_name()}://… ({parsed.render_as_string(hide_password=True)})"
         )
     return parsed
 

@@ -34,6 +34,9 @@ from .rows import JobQueries, event_params, job_params, phase_params, records_fr
 from .schema import Tables, build_tables
 from .statements import WriteStatements
 
+#: The largest value of the databases' 64-bit integers, and so of a limit or an offset.
+_MAX_INTEGER = 2**63 - 1
+
 __all__ = ["SQLStore"]
 
 
@@ -212,8 +215,11 @@ class SQLStore:
         offset: int = 0,
     ) -> builtins.list[JobRecord]:
         """Jobs, most recently updated first then by id, optionally of one status or spec."""
-        if limit < 0 or offset < 0:
-            raise InvalidArgument(f"limit and offset must be at least 0, not {limit} and {offset}")
+        for name, value in (("limit", limit), ("offset", offset)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidArgumentType(f"{name} must be an int, not {type(value).__name__}")
+            if not 0 <= value <= _MAX_INTEGER:
+                raise InvalidArgument(f"{name} must be from 0 to {_MAX_INTEGER:,}, not {value}")
         query = self._queries.page(status=status is not None, spec=spec is not None)
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if status is not None:

@@ -60,7 +60,7 @@ def list_jobs(
     *, status: str | None, limit: int, store_url: str, config_path: Path | None, as_json: bool
 ) -> None:
     """List jobs, most recently updated first."""
-    with StoreSession(store_url, config_path) as session:
+    with StoreSession(store_url, config_path, read_only=True) as session:
         records = session.store.list(status=status, limit=limit)
     schemas = [job_schema(r) for r in records]
     if as_json:
@@ -83,7 +83,7 @@ def show_job(
     *, job_id: str, spec: str | None, store_url: str, config_path: Path | None, as_json: bool
 ) -> None:
     """Show a job: its aggregate and every phase, with the triggers each phase allows next."""
-    with StoreSession(store_url, config_path) as session:
+    with StoreSession(store_url, config_path, read_only=True) as session:
         record = session.record(job_id)
         phase_set = session.try_spec_for_job(record, spec)
     schema = job_schema(record)
@@ -278,7 +278,7 @@ def progress(
 @_json_option
 def history(job_id: str, store_url: str, config_path: Path | None, as_json: bool) -> None:
     """Show a job's history: its creation, then every status change, oldest first."""
-    with StoreSession(store_url, config_path) as session:
+    with StoreSession(store_url, config_path, read_only=True) as session:
         events = session.history(job_id)
     if as_json:
         echo_json([e.model_dump(mode="json") for e in events])

@@ -117,7 +117,7 @@ def graph(
         assert file is not None
         click.echo(render(_load(file)), nl=False)
         return
-    with StoreSession(store_url, config_path) as session:
+    with StoreSession(store_url, config_path, read_only=True) as session:
         record = session.record(job_id)
         spec = _load(file) if file is not None else session.spec_for_job(record)
     # restore() checks that the phase set can represent the job (SpecMismatch otherwise).

@@ -66,10 +66,22 @@ def _store_given_on_command_line() -> bool:
     return ctx.get_parameter_source("store_url") == click.core.ParameterSource.COMMANDLINE
 
 
+def _refuse_missing_sqlite_file(store_url: str) -> None:
+    """A command that only reads never creates a store: a missing SQLite file is an error."""
+    scheme, _, rest = store_url.partition(":///")
+    if scheme.split("+", 1)[0] != "sqlite":
+        return
+    path = rest.partition("?")[0]
+    if path and path != ":memory:" and not Path(path).exists():
+        raise PhaseKitError(f"no store at {path}")
+
+
 class StoreSession:
     """An open store, with the config a command was given; close it (or use ``with``)."""
 
-    def __init__(self, store_url: str, config_path: Path | None = None) -> None:
+    def __init__(
+        self, store_url: str, config_path: Path | None = None, *, read_only: bool = False
+    ) -> None:
         self.config: TrackerConfig | None = None
         self.config_base: Path | None = None
         options: dict[str, Any] = {}
@@ -78,6 +90,8 @@ class StoreSession:
             if not _store_given_on_command_line():
                 store_url, options = self.config.store, dict(self.config.store_options)
         self.store_url = store_url
+        if read_only:
+            _refuse_missing_sqlite_file(store_url)
         self.plugins = command_plugins()
         self.store: Store = open_store(store_url, self.plugins.stores(), **options)
         self._tracker: Tracker | None = None

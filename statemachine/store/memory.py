@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from ..errors import ConcurrentUpdateError, InvalidArgumentType, JobExists, JobNotFound
+from ..limits import check_page
 from .events import EVENT_TYPES, HistoryEvent, JobCreated
 from .protocol import list_order
 from .records import JobRecord
@@ -102,6 +103,7 @@ class MemoryStore:
         limit: int = 100,
         offset: int = 0,
     ) -> builtins.list[JobRecord]:
+        limit, offset = check_page(limit, offset)
         with self._lock:
             records = [
                 r

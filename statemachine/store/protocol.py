@@ -6,7 +6,7 @@ import builtins
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from ..errors import PhaseKitError
+from ..errors import InvalidArgument, PhaseKitError
 from .events import HistoryEvent
 from .records import JobRecord
 
@@ -62,8 +62,9 @@ def open_store(url: str, factories: Mapping[str, StoreFactory], **options: Any) 
     """Open the store ``url`` names, with the factory registered for its scheme."""
     scheme, sep, _ = url.partition("://")
     if not sep or not scheme:
-        raise PhaseKitError(
-            f"store {url!r} is not a URL; expected SCHEME://…, with SCHEME one of "
+        # Not quoted: a malformed URL may still hold a password.
+        raise InvalidArgument(
+            "the store is not a URL; expected SCHEME://…, with SCHEME one of "
             f"{', '.join(sorted(factories))}"
         )
     factory = factories.get(scheme) or factories.get(scheme.split("+", 1)[0])
