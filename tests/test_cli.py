@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -571,3 +572,28 @@ def test_a_read_only_command_never_creates_a_store(
     assert run.code == 1
     assert "no store at typo.db" in run.err
     assert not (tmp_path / "typo.db").exists()
+
+
+def test_a_stored_phase_set_changed_outside_phasekit_is_refused(
+    phasekit: Phasekit, tmp_path: Path
+) -> None:
+
+    store = f"sqlite:///{tmp_path / 'jobs.db'}"
+    assert (
+        phasekit("jobs", "create", "--spec", "ingestion", "--id", "t1", "--store", store).code == 0
+    )
+    with sqlite3.connect(tmp_path / "jobs.db") as db:
+        ((fingerprint, text),) = db.execute("SELECT fingerprint, definition FROM phasekit_specs")
+        definition = json.loads(text)
+        definition["transitions"].append(
+            {"trigger": "skip", "source": "not_started", "dest": "completed"}
+        )
+        db.execute(
+            "UPDATE phasekit_specs SET definition = ? WHERE fingerprint = ?",
+            (json.dumps(definition), fingerprint),
+        )
+    run = phasekit("jobs", "fire", "t1", "discovery", "skip", "--store", store, entry="script")
+    assert run.code == 1
+    assert "changed outside phasekit" in run.err
+    shown = phasekit("jobs", "show", "t1", "--store", store, "--json")
+    assert shown.json()["phases"][0]["status"] == "not_started"

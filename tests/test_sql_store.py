@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import secrets
+import socket
 import sqlite3
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -704,3 +708,83 @@ def test_sqlite_file_passes_integrity_check_after_use(tmp_path: Path, ingestion:
             t.create_job(f"job-{i}").phases["discovery"].start()
     with sqlite3.connect(tmp_path / "j.db") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+# -- connections, URLs and what the store trusts ------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite:///"])
+def test_a_sqlite_url_without_a_file_is_refused(url: str) -> None:
+    # Each connection would get an empty database of its own: a job created would be gone.
+    with pytest.raises(ValueError, match="a SQLite store needs a file"):
+        SQLStore(url)
+
+
+def test_a_password_in_the_query_string_never_reaches_a_message_or_the_repr() -> None:
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = SQLStore(f"postgresql://someone@127.0.0.1:{port}/test?password=hunter2")
+    try:
+        assert "hunter2" not in repr(store)
+        with pytest.raises(PersistenceError) as caught:
+            store.load("j1")
+        assert "hunter2" not in str(caught.value)
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def pg_target(pg_schema: tuple[str, str]) -> StoreTarget:
+    """A fresh place for a PostgreSQL store: the run's schema, a table prefix of its own."""
+    url, schema = pg_schema
+    return StoreTarget(
+        "postgresql", url, {"schema": schema, "table_prefix": f"x{secrets.token_hex(3)}_"}
+    )
+
+
+@pytest.mark.postgres
+def test_a_row_locked_by_another_session_fails_the_commit_within_the_lock_timeout(
+    pg_target: StoreTarget, ingestion: PhaseSet
+) -> None:
+    store = pg_target.open(lock_timeout=0.5)
+    with Tracker(ingestion, store=store, load_entrypoints=False) as tracker:
+        phase = tracker.create_job("locked").phases["discovery"]
+        jobs = store.tables.jobs
+        holder = psycopg.connect(pg_target.url)
+        try:
+            holder.execute(
+                f'SELECT 1 FROM "{jobs.schema}"."{jobs.name}" WHERE job_id = %s FOR UPDATE',
+                ("locked",),
+            )
+            started = time.monotonic()
+            with pytest.raises(PersistenceError, match="lock timeout"):
+                phase.start()
+            assert time.monotonic() - started < 5
+        finally:
+            holder.rollback()
+            holder.close()
+        phase.start()  # the lock is gone: the same commit goes through
+        assert tracker.get_job("locked").phases["discovery"].status == "running"
+
+
+@pytest.mark.postgres
+def test_connections_the_server_dropped_cost_no_caller_an_error(
+    pg_target: StoreTarget, ingestion: PhaseSet
+) -> None:
+    name = f"phasekit-dropped-{secrets.token_hex(4)}"
+    store = pg_target.open(engine_options={"connect_args": {"application_name": name}})
+    with Tracker(ingestion, store=store, load_entrypoints=False) as tracker:
+        phases = [tracker.create_job(f"d{i}").phases["discovery"] for i in range(3)]
+        with psycopg.connect(pg_target.url, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = %s",
+                (name,),
+            ).fetchone()
+        assert killed is not None and killed[0] >= 1
+        for phase in phases:  # every pooled connection is dead: each commit still succeeds
+            phase.start()
+        assert [tracker.get_job(f"d{i}").phases["discovery"].status for i in range(3)] == [
+            "running"
+        ] * 3

@@ -14,11 +14,14 @@ from statemachine import InvalidArgument, InvalidArgumentType, PhaseKitError
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_LOCK_TIMEOUT",
+    "DEFAULT_STATEMENT_TIMEOUT",
     "DRIVERS",
     "SYNCHRONOUS_MODES",
     "WRITE_OPTION",
     "configure_sqlite",
     "create_store_engine",
+    "display_url",
     "store_url",
 ]
 
@@ -28,6 +31,10 @@ BACKENDS = ("sqlite", "postgresql")
 DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
 #: Values of SQLite's ``synchronous`` setting the store accepts.
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+#: How long a PostgreSQL connection of the store waits for a lock, and runs one statement
+#: (seconds): a row another session holds fails the commit instead of blocking it forever.
+DEFAULT_LOCK_TIMEOUT = 10.0
+DEFAULT_STATEMENT_TIMEOUT = 60.0
 #: Execution option marking a Core transaction that writes (``BEGIN IMMEDIATE`` on SQLite).
 WRITE_OPTION = "phasekit_write"
 
@@ -49,14 +56,14 @@ def store_url(url: str | URL) -> URL:
     if parsed.get_backend_name() not in BACKENDS:
         raise InvalidArgument(
             f"the SQL store works with {' and '.join(BACKENDS)}, not "
-            f"{parsed.get_backend_name()!r} ({parsed.render_as_string(hide_password=True)})"
+            f"{parsed.get_backend_name()!r} ({display_url(parsed)})"
         )
     driver = parsed.get_driver_name()
     if driver != DRIVERS[parsed.get_backend_name()]:
         raise InvalidArgument(
             f"the SQL store drives {parsed.get_backend_name()} with "
             f"{DRIVERS[parsed.get_backend_name()]}, not {driver!r}: write "
-            f"{parsed.get_backend_name()}://… ({parsed.render_as_string(hide_password=True)})"
+            f"{parsed.get_backend_name()}://… ({display_url(parsed)})"
         )
     return parsed
 
@@ -81,24 +88,48 @@ def check_busy_timeout(busy_timeout: float) -> float:
     return float(busy_timeout)
 
 
+def display_url(url: URL) -> str:
+    """``url`` as messages and ``repr`` show it: no password, no query string (it may hold one)."""
+    return url.set(query={}).render_as_string(hide_password=True)
+
+
 def create_store_engine(
     url: str | URL,
     *,
     synchronous: str = "NORMAL",
     busy_timeout: float = 30.0,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT,
     **engine_options: Any,
 ) -> Engine:
     """An engine for ``url`` set up as the store needs it; ``engine_options`` go to SQLAlchemy.
 
-    A host that shares one engine between its own tables and the store's can create it here.
+    On PostgreSQL every connection waits at most ``lock_timeout`` seconds for a row lock and
+    runs a statement for at most ``statement_timeout`` seconds (0 turns either off), and a
+    pooled connection is checked before use, so one the server dropped costs no caller an
+    error. A host that shares one engine between its own tables and the store's can create
+    it here.
     """
     parsed = store_url(url)
     if parsed.get_backend_name() == "postgresql":
         _require_psycopg()
+        options = (
+            f"-c lock_timeout={_milliseconds('lock_timeout', lock_timeout)} "
+            f"-c statement_timeout={_milliseconds('statement_timeout', statement_timeout)}"
+        )
+        connect_args = dict(engine_options.pop("connect_args", {}))
+        connect_args["options"] = f"{connect_args.get('options', '')} {options}".strip()
+        engine_options = {"pool_pre_ping": True, **engine_options, "connect_args": connect_args}
     engine = create_engine(parsed, **engine_options)
     if parsed.get_backend_name() == "sqlite":
         configure_sqlite(engine, synchronous=synchronous, busy_timeout=busy_timeout)
     return engine
+
+
+def _milliseconds(name: str, seconds: float) -> int:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
+        raise InvalidArgument(f"{name} must be a number of seconds, at least 0, not {seconds!r}")
+    return round(seconds * 1000)
 
 
 def configure_sqlite(

@@ -29,7 +29,14 @@ from statemachine import (
     parse_event,
 )
 
-from .engine import WRITE_OPTION, configure_sqlite, create_store_engine
+from .engine import (
+    DEFAULT_LOCK_TIMEOUT,
+    DEFAULT_STATEMENT_TIMEOUT,
+    WRITE_OPTION,
+    configure_sqlite,
+    create_store_engine,
+    display_url,
+)
 from .rows import JobQueries, event_params, job_params, phase_params, records_from_rows
 from .schema import Tables, build_tables
 from .statements import WriteStatements
@@ -67,6 +74,8 @@ class SQLStore:
         create_tables: bool = True,
         synchronous: str = "NORMAL",
         busy_timeout: float = 30.0,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT,
         engine_options: Mapping[str, Any] | None = None,
     ) -> None:
         if (url is None) == (engine is None):
@@ -76,7 +85,12 @@ class SQLStore:
         if engine is None:
             assert url is not None
             engine = create_store_engine(
-                url, synchronous=synchronous, busy_timeout=busy_timeout, **(engine_options or {})
+                url,
+                synchronous=synchronous,
+                busy_timeout=busy_timeout,
+                lock_timeout=lock_timeout,
+                statement_timeout=statement_timeout,
+                **(engine_options or {}),
             )
             self._owns_engine = True
         else:
@@ -92,12 +106,18 @@ class SQLStore:
             )
         if backend == "sqlite" and schema is not None:
             raise InvalidArgument("schema= applies to PostgreSQL; a SQLite store is one file")
+        if backend == "sqlite" and engine.url.database in (None, "", ":memory:"):
+            raise InvalidArgument(
+                "a SQLite store needs a file (sqlite:///jobs.db): without one, every connection "
+                "gets a database of its own and nothing is kept; use memory:// for a store in "
+                "this process"
+            )
         self.engine = engine
         self.tables: Tables = build_tables(table_prefix, schema)
         self.schema = schema
         self.create_tables = create_tables
         self._sqlite = backend == "sqlite"
-        self._name = f"{engine.url.render_as_string(hide_password=True)}"
+        self._name = display_url(engine.url)
         self._dbapi = engine.dialect.loaded_dbapi
         self._write_engine = engine.execution_options(**{WRITE_OPTION: True})
         self._writes = WriteStatements(self.tables, engine.dialect)

@@ -12,7 +12,7 @@ import click
 from ..errors import JobNotFound, PhaseKitError, SpecError
 from ..hooks import PluginManager
 from ..limits import validate_job_id
-from ..runtime import PhaseSet, load_spec, spec_from_dict
+from ..runtime import PhaseSet, load_spec, stored_phase_set
 from ..spec import bundled_names
 from ..store import HistoryEvent, JobRecord, SpecArchive, Store, open_store
 from ..tracker import Tracker
@@ -138,9 +138,9 @@ class StoreSession:
         if spec is not None:
             return load_spec(spec)
         if isinstance(self.store, SpecArchive):
-            definition = self.store.recall_spec(record.spec_fingerprint)
-            if definition is not None:
-                return spec_from_dict(definition, filename=f"<stored {record.spec_name}>")
+            stored = stored_phase_set(self.store, record.spec_fingerprint)
+            if stored is not None:
+                return stored
         configured = self.configured_spec()
         if configured is not None and configured.name == record.spec_name:
             return configured

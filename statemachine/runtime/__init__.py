@@ -29,7 +29,14 @@ from .job import (
     unknown_trigger,
 )
 from .machine import CompiledMachine
-from .phaseset import PhaseSet, check_spec, load_spec, parse_spec, spec_from_dict
+from .phaseset import (
+    PhaseSet,
+    check_spec,
+    load_spec,
+    parse_spec,
+    spec_from_dict,
+    stored_phase_set,
+)
 from .schemas import JobStateSchema, PhaseStateSchema, job_schema, phase_schema
 
 __all__ = [
@@ -62,6 +69,7 @@ __all__ = [
     "record_after",
     "run_actions",
     "spec_from_dict",
+    "stored_phase_set",
     "to_dot",
     "to_mermaid",
     "unknown_trigger",

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import SpecError, SpecIssue, SpecMismatch
+from ..errors import PersistenceError, SpecError, SpecIssue, SpecMismatch
 from ..limits import validate_job_id
 from ..spec import (
     PhaseSetDef,
@@ -20,12 +20,19 @@ from ..spec import (
     parse_definition,
     source_name,
 )
-from ..store import JobRecord, PhaseRecord, build_job_record
+from ..store import JobRecord, PhaseRecord, SpecArchive, build_job_record
 from .aggregate import Aggregator
 from .job import Action, Committer, Guard, JobState, PhaseState, phase_class
 from .machine import CompiledMachine
 
-__all__ = ["PhaseSet", "check_spec", "load_spec", "parse_spec", "spec_from_dict"]
+__all__ = [
+    "PhaseSet",
+    "check_spec",
+    "load_spec",
+    "parse_spec",
+    "spec_from_dict",
+    "stored_phase_set",
+]
 
 _EMPTY: Mapping[str, Any] = {}
 
@@ -247,3 +254,22 @@ def check_spec(spec: PhaseSet, *, strict: bool = False) -> list[SpecIssue]:
             for i in issues
         )
     return issues
+
+
+def stored_phase_set(archive: SpecArchive, fingerprint: str) -> PhaseSet | None:
+    """The phase set a store keeps under ``fingerprint``, or None; checked against it.
+
+    A kept definition whose own fingerprint differs was changed outside phasekit: driving jobs
+    with it could fire transitions their phase set never had, so it is refused.
+    """
+    definition = archive.recall_spec(fingerprint)
+    if definition is None:
+        return None
+    spec = spec_from_dict(definition, filename=f"<stored phase set {fingerprint}>")
+    if spec.fingerprint != fingerprint:
+        raise PersistenceError(
+            f"the store keeps phase set {spec.name!r} under fingerprint {fingerprint}, but that "
+            f"definition's fingerprint is {spec.fingerprint}: it was changed outside phasekit; "
+            "pass the phase set's file instead"
+        )
+    return spec
