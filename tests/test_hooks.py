@@ -158,6 +158,50 @@ aggregate: {status: [{all: [done], then: done}, {otherwise: idle}]}
     assert calls == [("idle", "busy", "idle")] * 2  # the phase is unchanged while guarded
 
 
+@pytest.mark.parametrize("detached", [True, False], ids=["detached", "tracked"])
+def test_a_guard_cannot_change_the_job_it_decides_on(detached: bool) -> None:
+    spec = statemachine.parse_spec(
+        """
+phasekit: 1
+name: sneaky
+statuses: {idle: {initial: true}, busy: {active: true}, held: {}, done: {terminal: true}}
+transitions:
+  - {trigger: start, source: idle, dest: busy}
+  - {trigger: hold, source: busy, dest: held}
+  - {trigger: finish, source: busy, dest: done, conditions: [meddles]}
+phases: [{name: only}]
+aggregate: {status: [{all: [done], then: done}, {otherwise: idle}]}
+"""
+    )
+
+    def meddles(ctx: TransitionContext) -> bool:
+        ctx.phase.hold()  # would move the phase under the transition being decided
+        return True
+
+    guards = {"meddles": meddles}
+    if detached:
+        job = spec.new_job("j", guards=guards)
+        phase = job.phases["only"]
+        phase.start()
+        with pytest.raises(PhaseKitError, match="guards decide whether a transition"):
+            phase.finish()
+        assert phase.status == "busy"
+        return
+
+    class Guards:
+        @hookimpl
+        def register_guards(self) -> dict[str, Any]:
+            return guards
+
+    with Tracker(spec, plugins=[Guards()], load_entrypoints=False) as tracker:
+        phase = tracker.create_job("j").phases["only"]
+        phase.start()
+        with pytest.raises(PhaseKitError, match="guards decide whether a transition"):
+            phase.finish()
+        assert phase.status == "busy"
+        assert [e.dest for e in tracker.history("j")[1:]] == ["busy"]  # nothing else committed
+
+
 def test_hook_register_actions() -> None:
     spec = statemachine.parse_spec(
         """

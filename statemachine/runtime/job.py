@@ -648,9 +648,12 @@ class _DryRun:
                 f"phase set {self.job.spec.name!r}: trigger {self.trigger!r} needs guard "
                 f"{name!r}, which no plugin registered (registered guards: {known})"
             )
+        # A guard sees the job as it is, through a copy it cannot change: a guard that fired
+        # a trigger itself would otherwise move the phase under the transition being decided.
+        job = _read_only_copy(self.job)
         ctx = TransitionContext(
-            job=self.job,
-            phase=self.phase,
+            job=job,
+            phase=job.spec.phase_class(job, self.phase._index),
             trigger=self.trigger,
             source=self.phase.status,
             dest=dest,
@@ -661,6 +664,54 @@ class _DryRun:
             return True
         self.rejected.append(f"guard {name!r} {'said no' if expect else 'said yes (unless)'}")
         return False
+
+
+class _ReadOnly:
+    """The committer of the copy of a job a guard sees: every change is refused."""
+
+    __slots__ = ()
+
+    def commit_transition(
+        self,
+        job: JobState,
+        phase: PhaseState,
+        trigger: str,
+        error: str | None,
+        data: Mapping[str, Any],
+    ) -> None:
+        raise PhaseKitError(
+            f"job {job.job_id!r}, phase {phase.phase_name!r}: a guard fired {trigger!r}; guards "
+            "decide whether a transition may happen and cannot change the job"
+        )
+
+    def commit_progress(
+        self, job: JobState, phase: PhaseState, items_processed: int, items_total: int | None
+    ) -> None:
+        raise PhaseKitError(
+            f"job {job.job_id!r}, phase {phase.phase_name!r}: a guard reported progress; guards "
+            "decide whether a transition may happen and cannot change the job"
+        )
+
+
+_READ_ONLY = _ReadOnly()
+
+
+def _read_only_copy(job: JobState) -> JobState:
+    """The job as it is now, sharing its immutable records, with every change refused."""
+    copy_ = JobState(
+        job.spec,
+        job.job_id,
+        job._phases,
+        metadata={},
+        version=job.version,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        guards=job._guards,
+        actions=job._actions,
+        committer=_READ_ONLY,
+    )
+    copy_.metadata = job.metadata  # the job's own read copy: not deep-copied per guard call
+    return copy_
 
 
 # -- the steps of a commit, in order: plan (above), record_after, save (the committer's),
