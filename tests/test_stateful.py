@@ -197,6 +197,7 @@ class Reference:
                     for s, f in self.flags.items()
                     if not f.get("initial") and not f.get("terminal")
                 ],
+                [s for s, f in self.flags.items() if f.get("terminal") and not f.get("success")],
                 [self.initial],
             ]
         self.groups = groups
