@@ -16,8 +16,9 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, select
 from statemachine.plugins.sql import SQLStore, store_url
+from statemachine.plugins.sql.schema import SCHEMA_VERSION
 
 from statemachine import (
     ConcurrentUpdateError,
@@ -168,12 +169,18 @@ def test_sqlite_synchronous_full_and_busy_timeout_are_options(tmp_path: Path) ->
 
 def test_tables_indexes_and_prefix_are_in_the_store_metadata(tmp_path: Path) -> None:
     store = SQLStore(f"sqlite:///{tmp_path}/x.db", table_prefix="pk_")
-    assert sorted(store.metadata.tables) == ["pk_history", "pk_jobs", "pk_phases", "pk_specs"]
+    assert sorted(store.metadata.tables) == [
+        "pk_history",
+        "pk_jobs",
+        "pk_phases",
+        "pk_schema",
+        "pk_specs",
+    ]
     store.create(a_record(), [])
     names = inspect(store.engine).get_table_names()
     indexes = {i["name"] for i in inspect(store.engine).get_indexes("pk_jobs")}
     store.close()
-    assert sorted(names) == ["pk_history", "pk_jobs", "pk_phases", "pk_specs"]
+    assert sorted(names) == ["pk_history", "pk_jobs", "pk_phases", "pk_schema", "pk_specs"]
     assert indexes == {"ix_pk_jobs_updated", "ix_pk_jobs_status_updated", "ix_pk_jobs_spec_updated"}
 
 
@@ -788,3 +795,69 @@ def test_connections_the_server_dropped_cost_no_caller_an_error(
         assert [tracker.get_job(f"d{i}").phases["discovery"].status for i in range(3)] == [
             "running"
         ] * 3
+
+
+# -- the schema version ---------------------------------------------------------------------------
+
+
+def test_a_store_records_its_schema_version(store_target: StoreTarget) -> None:
+    store = store_target.open()
+    store.load("nothing")  # the first use creates the tables
+    info = store.tables.schema_info
+    with store.engine.connect() as conn:
+        assert conn.execute(select(info.c.name, info.c.version)).all() == [
+            ("phasekit", SCHEMA_VERSION)
+        ]
+    store.close()
+
+
+def test_tables_of_another_schema_version_are_refused_before_anything_is_written(
+    store_target: StoreTarget,
+) -> None:
+    first = store_target.open()
+    first.create(a_record("kept"), [])
+    info = first.tables.schema_info
+    with first.engine.begin() as conn:
+        conn.execute(info.update().values(version=SCHEMA_VERSION + 1))
+    first.close()
+    store = store_target.open()
+    with pytest.raises(PersistenceError, match=f"schema version {SCHEMA_VERSION + 1}"):
+        store.create(a_record("new"), [])
+    with pytest.raises(PersistenceError, match="schema version"):
+        store.load("kept")
+    store.close()
+    check = store_target.open(create_tables=False)
+    with check.engine.connect() as conn:
+        jobs = conn.execute(select(check.tables.jobs.c.job_id)).scalars().all()
+    check.close()
+    assert jobs == ["kept"]
+
+
+def test_a_jobs_table_without_its_primary_key_is_refused_not_used(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    with sqlite3.connect(path) as db:  # a jobs table someone made by hand, without its key
+        db.execute(
+            "CREATE TABLE phasekit_jobs (job_id TEXT, spec_name TEXT, spec_fingerprint TEXT, "
+            "status TEXT, current_phase TEXT, progress REAL, version INTEGER, metadata TEXT, "
+            "created_at TEXT, updated_at TEXT)"
+        )
+    store = SQLStore(f"sqlite:///{path}")
+    with pytest.raises(PersistenceError, match=r"phasekit_jobs's primary key is not \(job_id\)"):
+        store.create(a_record(), [])
+    store.close()
+
+
+def test_tables_of_an_earlier_release_get_their_version_recorded(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    store = SQLStore(f"sqlite:///{path}")
+    store.create(a_record(), [])
+    store.close()
+    with sqlite3.connect(path) as db:  # as a release before the version table left them
+        db.execute("DROP TABLE phasekit_schema")
+    again = SQLStore(f"sqlite:///{path}")
+    assert again.load("job-1") == a_record()
+    again.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT name, version FROM phasekit_schema").fetchall() == [
+            ("phasekit", SCHEMA_VERSION)
+        ]

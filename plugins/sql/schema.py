@@ -27,7 +27,7 @@ from sqlalchemy.types import TypeDecorator
 
 from statemachine import InvalidArgument, InvalidArgumentType
 
-__all__ = ["Tables", "UTCDateTime", "build_tables", "check_identifier"]
+__all__ = ["SCHEMA_VERSION", "Tables", "UTCDateTime", "build_tables", "check_identifier"]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -103,15 +103,21 @@ def _as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+#: The version of the store's tables. A store records it in its ``<prefix>schema`` table and
+#: refuses, before writing anything, tables that record another one.
+SCHEMA_VERSION = 1
+
+
 @dataclass(frozen=True, slots=True)
 class Tables:
-    """The store's four tables and the ``MetaData`` that holds them."""
+    """The store's tables and the ``MetaData`` that holds them."""
 
     metadata: MetaData
     jobs: Table
     phases: Table
     history: Table
     specs: Table
+    schema_info: Table
 
 
 def build_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables:
@@ -204,4 +210,18 @@ def build_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables
         Column("first_seen", UTCDateTime, nullable=False),
         comment="Every phase set the store has seen, by fingerprint.",
     )
-    return Tables(metadata=metadata, jobs=jobs, phases=phases, history=history, specs=specs)
+    schema_info = Table(
+        f"{prefix}schema",
+        metadata,
+        Column("name", String, primary_key=True),
+        Column("version", Integer, nullable=False),
+        comment="The version of these tables (one row, name 'phasekit').",
+    )
+    return Tables(
+        metadata=metadata,
+        jobs=jobs,
+        phases=phases,
+        history=history,
+        specs=specs,
+        schema_info=schema_info,
+    )

@@ -9,9 +9,9 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import MetaData, bindparam, select, text
+from sqlalchemy import MetaData, bindparam, inspect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.schema import CreateSchema
 
@@ -38,7 +38,7 @@ from .engine import (
     display_url,
 )
 from .rows import JobQueries, event_params, job_params, phase_params, records_from_rows
-from .schema import Tables, build_tables
+from .schema import SCHEMA_VERSION, Tables, build_tables
 from .statements import WriteStatements
 
 #: The largest value of the databases' 64-bit integers, and so of a limit or an offset.
@@ -317,22 +317,54 @@ class SQLStore:
                 raise PersistenceError(f"{self!r} is closed")
             if self._ready:
                 return
-            if self.create_tables:
-                try:
-                    with self._write_engine.begin() as conn:
-                        if not self._sqlite:
-                            conn.execute(
-                                text("SELECT pg_advisory_xact_lock(:key)"),
-                                {"key": _CREATE_LOCK_KEY},
-                            )
-                            if self.schema is not None:
-                                conn.execute(CreateSchema(self.schema, if_not_exists=True))
+            try:
+                with self._write_engine.begin() as conn:
+                    if not self._sqlite:
+                        conn.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK_KEY}
+                        )
+                    if self.create_tables:
+                        if not self._sqlite and self.schema is not None:
+                            conn.execute(CreateSchema(self.schema, if_not_exists=True))
                         self.metadata.create_all(conn)
-                except OperationalError as exc:  # the server or the file could not be reached
-                    raise self._failure(exc, "open the database") from exc
-                except SQLAlchemyError as exc:
-                    raise self._failure(exc, "create its tables") from exc
+                    self._check_schema(conn)
+            except PersistenceError:
+                raise
+            except OperationalError as exc:  # the server or the file could not be reached
+                raise self._failure(exc, "open the database") from exc
+            except SQLAlchemyError as exc:
+                doing = "create its tables" if self.create_tables else "read its schema version"
+                raise self._failure(exc, doing) from exc
             self._ready = True
+
+    def _check_schema(self, conn: Connection) -> None:
+        """Refuse tables of another version, or of another shape, before anything is written.
+
+        Tables without a recorded version (made by a host's migrations, or by an earlier
+        phasekit) are checked column by column, then get the version recorded.
+        """
+        info = self.tables.schema_info
+        if not inspect(conn).has_table(info.name, schema=self.schema):
+            raise PersistenceError(
+                f"{self._name}: the store's tables are missing: run the migrations that create "
+                f"them ({info.name} is not there), or open the store with create_tables=True"
+            )
+        row = conn.execute(select(info.c.version).where(info.c.name == "phasekit")).first()
+        if row is not None:
+            if row[0] != SCHEMA_VERSION:
+                raise PersistenceError(
+                    f"{self._name}: the store's tables are of schema version {row[0]}, and this "
+                    f"phasekit works with version {SCHEMA_VERSION}; migrate them, or give the "
+                    "store another table_prefix"
+                )
+            return
+        problems = _shape_problems(conn, self.tables, self.schema)
+        if problems:
+            raise PersistenceError(
+                f"{self._name}: the store's tables are not the ones it makes: "
+                f"{'; '.join(problems)}; fix them, or give the store another table_prefix"
+            )
+        conn.execute(info.insert().values(name="phasekit", version=SCHEMA_VERSION))
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
@@ -447,3 +479,22 @@ def _execute_rows(cursor: Any, sql: str, rows: builtins.list[Any]) -> None:
         cursor.execute(sql, rows[0])
     elif rows:
         cursor.executemany(sql, rows)
+
+
+def _shape_problems(conn: Connection, tables: Tables, schema: str | None) -> builtins.list[str]:
+    """How the tables in the database differ from the store's: missing columns, keys."""
+    inspector = inspect(conn)
+    problems: builtins.list[str] = []
+    for table in (tables.jobs, tables.phases, tables.history, tables.specs):
+        if not inspector.has_table(table.name, schema=schema):
+            problems.append(f"{table.name} is missing")
+            continue
+        found = {c["name"] for c in inspector.get_columns(table.name, schema=schema)}
+        missing = [c.name for c in table.columns if c.name not in found]
+        if missing:
+            problems.append(f"{table.name} has no column {', '.join(missing)}")
+        wanted = [c.name for c in table.primary_key.columns]
+        key = inspector.get_pk_constraint(table.name, schema=schema).get("constrained_columns")
+        if sorted(key or []) != sorted(wanted):
+            problems.append(f"{table.name}'s primary key is not ({', '.join(wanted)})")
+    return problems
