@@ -7,13 +7,15 @@ import inspect
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterable, Mapping
+from functools import partial
 from types import TracebackType
 from typing import Any
 
 from .errors import (
+    ConcurrentUpdateError,
     InvalidArgumentType,
+    InvalidTransition,
     JobNotFound,
     PersistenceError,
     PhaseKitError,
@@ -22,6 +24,7 @@ from .errors import (
 )
 from .hooks import PluginInfo, PluginManager
 from .limits import check_metadata, check_page, validate_job_id
+from .progress_hold import HeldReport, ProgressHold
 from .runtime import (
     Change,
     JobState,
@@ -56,8 +59,8 @@ __all__ = ["Tracker"]
 log = logging.getLogger("phasekit")
 
 _LOCK_STRIPES = 64
-#: Jobs whose last progress save time is kept before the ones older than the interval go.
-_PROGRESS_SAVES_KEPT = 1024
+#: Tries to merge held progress into a job that other writers keep changing.
+_MERGE_TRIES = 8
 
 
 # Events are built from values phasekit has already checked, on every commit: they are
@@ -110,10 +113,9 @@ class Tracker:
         self._store_filters_spec = "spec" in inspect.signature(store.list).parameters
         self.progress_interval = progress_interval
         self._locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
-        self._pending: dict[str, JobState] = {}
-        self._last_progress_save: dict[str, float] = {}
-        self._progress_saves_kept = _PROGRESS_SAVES_KEPT
-        self._pending_lock = threading.Lock()
+        self._held = (
+            ProgressHold(progress_interval, self._save_due_progress) if progress_interval else None
+        )
         self._closed = False
         self._commits = _Commits(self)
 
@@ -315,8 +317,8 @@ class Tracker:
             old_status, old_current = aggregate_of(job)
             self._save(job, record, [event])
             apply_committed(job, change, record)
-            with self._pending_lock:
-                self._pending.pop(job.job_id, None)
+            if self._held is not None:
+                self._held.included(job)
         failure: BaseException | None = None
         try:
             run_actions(job, change)
@@ -332,35 +334,18 @@ class Tracker:
     ) -> None:
         """Commit a progress report (what ``phase.update_progress()`` calls)."""
         self._check_open()
+        held = self._held
         with self._lock_for(job.job_id):
             change = plan_progress(job, phase, items_processed, items_total)
-            if self._coalesce(job):
+            if held is not None and held.hold_or_save(job.job_id):
                 apply_unsaved(job, change)
+                after = change.after
+                held.hold(HeldReport(job, change.index, after.items_processed, after.items_total))
                 return
             record = self._save_progress(job, change)
+            if held is not None:
+                held.included(job)
         self._announce_progress(job, record, change)
-
-    def _coalesce(self, job: JobState) -> bool:
-        """Whether this progress report only updates memory (saved later, or by a transition)."""
-        if not self.progress_interval:
-            return False
-        now = time.monotonic()
-        with self._pending_lock:
-            last = self._last_progress_save.get(job.job_id)
-            if last is not None and now - last < self.progress_interval:
-                self._pending[job.job_id] = job
-                return True
-            saves = self._last_progress_save
-            saves[job.job_id] = now
-            if len(saves) > self._progress_saves_kept:
-                # A save older than the interval no longer holds a report back: forget it, so
-                # the map holds the jobs of one interval, not every job ever reported on.
-                interval = self.progress_interval
-                for job_id in [j for j, at in saves.items() if now - at >= interval]:
-                    del saves[job_id]
-                self._progress_saves_kept = max(_PROGRESS_SAVES_KEPT, 2 * len(saves))
-            self._pending.pop(job.job_id, None)
-            return False
 
     def _save_progress(self, job: JobState, change: Change) -> JobRecord:
         record = record_after(job, change)
@@ -409,24 +394,73 @@ class Tracker:
             )
 
     def flush(self) -> None:
-        """Save progress that coalescing kept in memory, and announce it."""
-        with self._pending_lock:
-            pending = list(self._pending.values())
-            self._pending.clear()
-        for job in pending:
-            with self._lock_for(job.job_id):
-                stored = self._load(job.job_id)
-                if stored is None or stored.version != job.version:
-                    continue  # a transition (or another writer) already saved newer state
-                record = job.to_record().replace(version=job.version + 1)
-                if record.phases == stored.phases:
+        """Save the progress reports coalescing holds, and announce them.
+
+        Each held report is merged into the job as the store has it now, so a report made on
+        a copy that another writer changed since is saved too. A job whose save fails keeps
+        its reports held (the next flush, or the background saver, tries again) and does not
+        stop the others; ``PersistenceError`` then names every job that failed.
+        """
+        if self._held is not None:
+            self._save_held(self._held.take(), raise_errors=True)
+
+    def _save_due_progress(self) -> None:
+        """Save the held reports whose interval has passed (the background saver calls it)."""
+        assert self._held is not None
+        try:
+            self._save_held(self._held.take(due_only=True), raise_errors=False)
+        except Exception:  # the saver thread must live on: the reports stay held
+            log.exception("phasekit could not save held progress")
+
+    def _save_held(self, taken: dict[str, dict[int, HeldReport]], *, raise_errors: bool) -> None:
+        assert self._held is not None
+        failures: list[str] = []
+        for job_id, reports in taken.items():
+            try:
+                self._save_held_job(job_id, reports)
+            except PhaseKitError as exc:
+                self._held.put_back(job_id, reports)
+                failures.append(f"job {job_id!r}: {exc}")
+        if failures:
+            message = (
+                f"progress of {len(failures)} job(s) could not be saved and is held for the "
+                f"next try: {'; '.join(failures)}"
+            )
+            if raise_errors:
+                raise PersistenceError(message)
+            log.error("phasekit: %s", message)
+
+    def _save_held_job(self, job_id: str, reports: dict[int, HeldReport]) -> None:
+        """Merge ``reports`` into the stored job and save it, retrying when another writer won."""
+        for _ in range(_MERGE_TRIES):
+            with self._lock_for(job_id):
+                stored = self._load(job_id)
+                if stored is None:
+                    log.warning(
+                        "phasekit: %d held progress report(s) of job %r dropped: the job is gone",
+                        len(reports),
+                        job_id,
+                    )
+                    return
+                job = self._attach(stored)
+                changes = [c for c in map(partial(_merge, job), sorted(reports.items())) if c]
+                if not changes:
+                    return
+                record = job.to_record().replace(version=stored.version + 1)
+                try:
+                    self._save(job, record, [])
+                except ConcurrentUpdateError:
                     continue
-                self._save(job, record, [])
                 mark_saved(job, record)
-            for index, (before, after) in enumerate(zip(stored.phases, record.phases, strict=True)):
-                if before != after:
-                    change = Change(index, after.status, after, at=record.updated_at)
-                    self._announce_progress(job, record, change)
+                for report in reports.values():
+                    if report.job.version == stored.version:  # no one wrote since its copy
+                        mark_saved(report.job, record)
+            for change in changes:
+                self._announce_progress(job, record, change)
+            return
+        raise PersistenceError(
+            f"job {job_id!r} changed {_MERGE_TRIES} times while its held progress was saved"
+        )
 
     def _check_open(self) -> None:
         if self._closed:
@@ -436,8 +470,13 @@ class Tracker:
         """Flush pending progress, close plugins that have ``close()``, then the store."""
         if self._closed:
             return
+        if self._held is not None:
+            self._held.stop()
+        lost: PersistenceError | None = None
         try:
             self.flush()
+        except PersistenceError as exc:  # reported once everything else is closed
+            lost = exc
         finally:
             self._closed = True
             for info in self.plugins.plugin_info():
@@ -451,6 +490,8 @@ class Tracker:
                     except Exception:
                         log.exception("phasekit plugin %r failed to close", info.name)
             self.store.close()
+        if lost is not None:
+            raise PersistenceError(f"tracker closed, but {lost}") from None
 
     def __enter__(self) -> Tracker:
         return self
@@ -477,6 +518,27 @@ def _could_exist(job_id: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _merge(job: JobState, item: tuple[int, HeldReport]) -> Change | None:
+    """Apply one held report to ``job`` (as stored now) in memory; None when nothing changes."""
+    index, report = item
+    phase = job.spec.phase_class(job, index)
+    counts = (report.items_processed, report.items_total)
+    if counts == (phase.items_processed, phase.items_total):
+        return None
+    try:
+        change = plan_progress(job, phase, *counts)
+    except (InvalidTransition, ValueError) as exc:  # finished, or a smaller total, since
+        log.warning(
+            "phasekit: held progress report on phase %r of job %r dropped: %s",
+            phase.phase_name,
+            job.job_id,
+            exc,
+        )
+        return None
+    apply_unsaved(job, change)
+    return change
 
 
 class _Commits:

@@ -27,6 +27,7 @@ from statemachine import (
     Veto,
     hookimpl,
 )
+from statemachine.progress_hold import ProgressHold
 
 from .conftest import Recorder
 
@@ -581,18 +582,9 @@ def test_a_closed_tracker_creates_no_job(ingestion: PhaseSet) -> None:
     assert len(tracker.store) == 0  # type: ignore[arg-type]
 
 
-def test_progress_save_times_are_kept_for_one_interval_not_for_every_job(
-    ingestion: PhaseSet,
-) -> None:
-    with Tracker(ingestion, progress_interval=0.05, load_entrypoints=False) as tracker:
-        first = [tracker.create_job(f"a{i}").phases["discovery"] for i in range(1000)]
-        for phase in first:
-            phase.start()
-            phase.update_progress(1, items_total=10)
-        time.sleep(0.1)  # every save above is now older than the interval
-        for i in range(1000):
-            phase = tracker.create_job(f"b{i}").phases["discovery"]
-            phase.start()
-            phase.update_progress(1, items_total=10)
-        # Private, read on purpose: the map is the memory this test is about.
-        assert len(tracker._last_progress_save) < 1100
+def test_progress_save_times_are_kept_for_one_interval_not_for_every_job() -> None:
+    hold = ProgressHold(0.05, lambda: None)
+    assert not any(hold.hold_or_save(f"a{i}") for i in range(1000))  # first reports: saved
+    time.sleep(0.1)  # every save above is now older than the interval
+    assert not any(hold.hold_or_save(f"b{i}") for i in range(1000))
+    assert hold.jobs_remembered < 1100
