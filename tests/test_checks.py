@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from statemachine.errors import SpecIssue
 from statemachine.spec import PhaseSetDef
 from statemachine.spec.checks import (
+    MAX_RULE_CHECKS,
     MAX_STATUS_SETS,
     analyse,
     first_rule,
@@ -514,3 +515,18 @@ def test_a_job_status_one_edit_from_a_declared_status_is_a_near_miss_with_a_hint
 def test_a_job_status_of_its_own_is_no_near_miss() -> None:
     defn = phase_set(rules=[{"any": ["busy"], "then": "partially_done"}, {"otherwise": "new"}])
     assert "near-miss-status" not in {i.code for i in analyse(defn)}
+
+
+def test_the_rule_check_is_skipped_when_it_would_try_too_many_rules_and_sets() -> None:
+    # 12 statuses the rules name and 301 rules: over 4,095 sets x 301 rules, over the limit.
+    statuses = {"new": {"initial": True}, **{f"s{i}": {} for i in range(12)}}
+    statuses["done"] = {"terminal": True}
+    transitions = [{"trigger": f"to{i}", "source": "new", "dest": f"s{i}"} for i in range(12)]
+    transitions += [{"trigger": "finish", "source": [f"s{i}" for i in range(12)], "dest": "done"}]
+    rules = [{"any": [f"s{i % 12}"], "then": f"r{i}"} for i in range(300)]
+    defn = phase_set(
+        statuses=statuses, transitions=transitions, phases=12, rules=[*rules, {"otherwise": "new"}]
+    )
+    (skipped,) = [i for i in analyse(defn) if i.code == "check-skipped"]
+    assert "against 301 rules" in skipped.message
+    assert MAX_RULE_CHECKS < 4095 * 301

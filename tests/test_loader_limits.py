@@ -9,7 +9,13 @@ import yaml
 from yaml.nodes import MappingNode, Node, SequenceNode
 
 from statemachine import PhaseSet, SpecError, SpecIssue, load_spec, parse_spec, spec_from_dict
-from statemachine.spec import MAX_NAME_LENGTH, MAX_PHASES, MAX_STATUSES, MAX_TRANSITIONS
+from statemachine.spec import (
+    MAX_NAME_LENGTH,
+    MAX_PHASES,
+    MAX_SOURCE_PAIRS,
+    MAX_STATUSES,
+    MAX_TRANSITIONS,
+)
 from statemachine.spec.documents import MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_NODES
 
 
@@ -262,3 +268,24 @@ def test_a_name_of_the_longest_length_loads_and_one_character_more_is_invalid(
     assert issue.path == path.format(n=too_long)
     assert at(issue) == line_and_column(text, text.index(too_long))
     assert f"{MAX_NAME_LENGTH}" in issue.message
+
+
+# -- what the compiled machine holds ------------------------------------------------------------
+
+
+def _star_transitions(count: int) -> str:
+    text = phase_set(statuses=MAX_STATUSES, transitions=0)
+    lines = "\n".join(f'  - {{trigger: t{i}, source: "*", dest: s1}}' for i in range(count))
+    return text.replace("transitions: []", "transitions:\n" + lines)
+
+
+def test_sources_expanded_up_to_the_pair_limit_compile() -> None:
+    spec = parse_spec(_star_transitions(MAX_SOURCE_PAIRS // MAX_STATUSES))
+    assert sum(len(spec.compiled.allowed[s]) for s in spec.statuses) == MAX_SOURCE_PAIRS
+
+
+def test_sources_expanded_past_the_pair_limit_are_too_many_sources() -> None:
+    # 65 transitions from "*" among 64 statuses: 4,160 (trigger, status) pairs to compile.
+    issue = only_issue(_star_transitions(MAX_SOURCE_PAIRS // MAX_STATUSES + 1), "too-many-sources")
+    assert issue.path == "transitions"
+    assert "4,160 (trigger, status) pairs" in issue.message

@@ -19,6 +19,7 @@ from .locate import Locations
 from .model import (
     MAX_NAME_LENGTH,
     MAX_PHASES,
+    MAX_SOURCE_PAIRS,
     MAX_STATUSES,
     MAX_TRANSITIONS,
     NAME_PATTERN,
@@ -41,6 +42,7 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_NODES",
     "MAX_PHASES",
+    "MAX_SOURCE_PAIRS",
     "MAX_STATUSES",
     "MAX_TRANSITIONS",
     "NAME_PATTERN",

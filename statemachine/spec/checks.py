@@ -12,6 +12,7 @@ from .model import PhaseSetDef
 from .rules import WILDCARD, Condition, expand_sources, first_firing
 
 __all__ = [
+    "MAX_RULE_CHECKS",
     "MAX_STATUS_SETS",
     "analyse",
     "first_rule",
@@ -22,6 +23,9 @@ __all__ = [
 
 #: Most sets of statuses the exact rule check enumerates; beyond it the check is skipped.
 MAX_STATUS_SETS = 2**16
+#: Most (set of statuses, rule) pairs the rule check tries, which bounds its time (about a
+#: quarter of a second) however many rules a phase set has; beyond it the check is skipped.
+MAX_RULE_CHECKS = 2**20
 
 
 class _Finding(NamedTuple):
@@ -264,18 +268,23 @@ def _rule_findings(defn: PhaseSetDef) -> Iterator[_Finding]:
     alphabet = _Alphabet.of(defn)
     n_phases = len(defn.phases)
     bounded = alphabet.count(n_phases)
-    if bounded > MAX_STATUS_SETS:
+
+    def affordable(sets: int) -> bool:
+        return sets <= MAX_STATUS_SETS and sets * len(rules) <= MAX_RULE_CHECKS
+
+    if not affordable(bounded):
         yield _Finding(
             "check-skipped",
             "aggregate.status",
             f"not checked whether every aggregation rule can fire: the rules name "
             f"{len(alphabet.named)} reachable statuses, so {bounded} combinations for "
-            f"{n_phases} phases would have to be tried (the limit is {MAX_STATUS_SETS})",
+            f"{n_phases} phases would have to be tried against {len(rules)} rules (the limits "
+            f"are {MAX_STATUS_SETS} combinations and {MAX_RULE_CHECKS} tries)",
         )
         return
     # Without the size bound, if that is cheap too, so a rule that only a larger job could
     # fire says how large.
-    unbounded = alphabet.count(alphabet.largest) <= MAX_STATUS_SETS
+    unbounded = affordable(alphabet.count(alphabet.largest))
     max_size = alphabet.largest if unbounded else n_phases
     smallest_firing: dict[int, int] = {}
     for present in alphabet.sets(max_size):

@@ -29,7 +29,7 @@ __all__ = [
 MAX_DOCUMENT_BYTES = 1_000_000
 #: Most nodes in the document once every alias is expanded, each time it is used: an alias
 #: bomb ("billion laughs") stops here, long before it would fill memory.
-MAX_NODES = 100_000
+MAX_NODES = 50_000
 #: Deepest nesting of mappings and sequences, aliases expanded.
 MAX_DEPTH = 64
 

@@ -16,6 +16,7 @@ from pydantic import (
 __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_PHASES",
+    "MAX_SOURCE_PAIRS",
     "MAX_STATUSES",
     "MAX_TRANSITIONS",
     "NAME_PATTERN",
@@ -40,6 +41,9 @@ MAX_NAME_LENGTH = 64
 MAX_STATUSES = 64
 MAX_PHASES = 1000
 MAX_TRANSITIONS = 4096
+#: Most (trigger, source status) pairs once every source list and ``"*"`` is expanded: what
+#: the compiled machine holds, one ``transitions`` object each.
+MAX_SOURCE_PAIRS = 4096
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)]
 PhaseName = Annotated[

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import TypeAlias
 
-from .model import NAME_PATTERN, RESERVED_PHASE_NAMES, RESERVED_TRIGGER_NAMES
+from .model import MAX_SOURCE_PAIRS, NAME_PATTERN, RESERVED_PHASE_NAMES, RESERVED_TRIGGER_NAMES
 from .rules import WILDCARD
 
 __all__ = ["Finding", "check_references"]
@@ -30,6 +30,7 @@ def check_references(data: Mapping[str, object]) -> list[Finding]:
     if statuses:
         findings += _status_flags(statuses)
     findings += _transitions(_items(data.get("transitions")), declared if statuses else None)
+    findings += _source_pairs(_items(data.get("transitions")), len(declared))
     findings += _phases(_items(data.get("phases")))
     aggregate = _mapping(data.get("aggregate")) or {}
     findings += _status_rules(_items(aggregate.get("status")), declared if statuses else None)
@@ -129,6 +130,21 @@ def _transitions(transitions: list[object], declared: list[str] | None) -> Itera
                 yield from _unknown(name, declared, where, f"{named} starts from")
         yield from _wildcard_in_list(path, named, source)
         yield from _shadowed(i, transition, declared or [], taken)
+
+
+def _source_pairs(transitions: list[object], statuses: int) -> Iterator[Finding]:
+    """A ``too-many-sources`` finding when the expanded sources pass ``MAX_SOURCE_PAIRS``."""
+    pairs = 0
+    for item in transitions:
+        source = (_mapping(item) or {}).get("source")
+        pairs += statuses if source == WILDCARD else len(_sources(source))
+    if pairs > MAX_SOURCE_PAIRS:
+        message = (
+            f"the transitions start from {pairs:,} (trigger, status) pairs once source lists "
+            f'and "*" are expanded; at most {MAX_SOURCE_PAIRS:,} are compiled: declare fewer '
+            "transitions or narrower sources"
+        )
+        yield "too-many-sources", message, "transitions", None
 
 
 def _wildcard_in_list(path: str, named: str, source: object) -> Iterator[Finding]:
