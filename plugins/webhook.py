@@ -9,6 +9,7 @@ import random
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from statemachine import (
     hookimpl,
 )
 
+from .webhook_attempt import MAX_ANSWER_BYTES, Answer, RedactingFilter, Watchdog, discard_body
 from .webhook_options import (
     EVENT_TYPES,
     check_events,
@@ -35,6 +37,7 @@ from .webhook_options import (
     check_secret,
     check_url,
     display_url,
+    split_credentials,
 )
 from .webhook_signing import (
     DELIVERY_HEADER,
@@ -48,6 +51,7 @@ __all__ = [
     "DELIVERY_HEADER",
     "EVENT_HEADER",
     "EVENT_TYPES",
+    "MAX_ANSWER_BYTES",
     "SIGNATURE_HEADER",
     "WebhookNotifier",
     "register_notifiers",
@@ -56,11 +60,15 @@ __all__ = [
 ]
 
 log = logging.getLogger("phasekit.webhook")
+_HTTPX_LOG = logging.getLogger("httpx")  # where httpx logs each request, URL included, at INFO
 
 Outcome = Literal["delivered", "failed", "abandoned"]
 
 # Under a flood of drops, one warning per interval (with the count) rather than one per event.
 _DROP_WARNING_INTERVAL = 10.0
+
+# Once close() has cut the attempt in flight, the worker stops within milliseconds.
+_STOP_SLACK = 0.5
 
 
 @hookimpl
@@ -70,6 +78,7 @@ def register_notifiers() -> Mapping[str, Callable[..., object]]:
 
 
 def _timestamp() -> str:
+    """The current UTC time, ISO 8601 with microseconds and a ``Z``."""
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
@@ -110,7 +119,14 @@ class WebhookNotifier:
         close_timeout: float = 10.0,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        self._url = check_url(url)
+        # Secrets in the URL. Its user and password are sent as a Basic Authorization header
+        # (which is what HTTP does with them anyway) and kept out of the URL httpx handles, so
+        # no httpx log line or exception message can hold them. The query string has to stay
+        # in the URL, and httpx logs every request's URL at INFO on the "httpx" logger: a
+        # filter on that logger, added here and removed when the client is closed, rewrites
+        # exactly this notifier's URL in those records to its redacted form. A logger's
+        # filters run before any handler sees a record, whatever handlers the application has.
+        self._target, auth = split_credentials(check_url(url))
         self._key = check_secret(secret)
         self.events = check_events(events)
         self.timeout = check_number("timeout", timeout, minimum=0, inclusive=False)
@@ -120,7 +136,11 @@ class WebhookNotifier:
         self.queue_size = int(check_number("queue_size", queue_size, minimum=1, integer=True))
         self.close_timeout = check_number("close_timeout", close_timeout, minimum=0)
         self._client = httpx.Client(
-            timeout=self.timeout,
+            auth=auth,
+            timeout=self.timeout,  # per operation; Watchdog enforces it per attempt
+            # One worker sends one request at a time: one pooled connection, which is the
+            # connection Watchdog cuts.
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
             headers={
                 **check_headers(headers),
                 "Content-Type": "application/json",
@@ -128,6 +148,11 @@ class WebhookNotifier:
             },
             follow_redirects=False,  # a redirect would re-send the signed body elsewhere
         )
+        log_filter = RedactingFilter(self._target, self.url)
+        _HTTPX_LOG.addFilter(log_filter)
+        # Taken off by close(), or when a notifier that was never closed is collected.
+        self._remove_log_filter = weakref.finalize(self, _HTTPX_LOG.removeFilter, log_filter)
+        self._watchdog = Watchdog(f"phasekit-webhook-deadline {self.url}")
         self._queue: deque[_Delivery] = deque()
         self._cond = threading.Condition()
         self._abort = threading.Event()
@@ -143,7 +168,7 @@ class WebhookNotifier:
     @property
     def url(self) -> str:
         """The endpoint, without credentials or query string."""
-        return display_url(self._url)
+        return display_url(self._target)
 
     @property
     def delivered(self) -> int:
@@ -227,6 +252,7 @@ class WebhookNotifier:
             self._warn_dropped(dropped)
 
     def _warn_dropped(self, dropped: _Delivery) -> None:
+        """Warn of a drop, at most once per interval, with the count since the last warning."""
         now = time.monotonic()
         with self._cond:
             if now - self._last_drop_warning < _DROP_WARNING_INTERVAL:
@@ -250,7 +276,7 @@ class WebhookNotifier:
             return self._cond.wait_for(lambda: not self._queue and self._in_flight is None, timeout)
 
     def close(self) -> None:
-        """Stop accepting events and wait at most ``close_timeout`` seconds for pending ones."""
+        """Stop accepting events; send what is pending within ``close_timeout``, or abandon it."""
         with self._cond:
             if self._closing:
                 return
@@ -258,86 +284,115 @@ class WebhookNotifier:
             thread = self._thread
             self._cond.notify_all()
         if thread is None:
-            self._client.close()
+            self._release()
             return
         thread.join(self.close_timeout)
-        if not thread.is_alive():
-            return
+        if thread.is_alive():
+            self._abandon(thread)
+
+    def _abandon(self, thread: threading.Thread) -> None:
+        """Give up on what is pending: count it, cut the attempt in flight, stop the worker."""
         with self._cond:
-            abandoned = len(self._queue)
+            before = self._counts["abandoned"]
+            queued = len(self._queue)
             self._queue.clear()
-            self._counts["abandoned"] += abandoned
-            in_flight = self._in_flight is not None
-        # The attempt in flight ends within ``timeout``; the worker then stops and closes the
-        # client. Its thread is a daemon, so it never holds up the interpreter's exit.
-        self._abort.set()
+            self._counts["abandoned"] += queued
+        self._abort.set()  # ends a wait between retries
+        self._watchdog.stop()  # ends the attempt in flight
+        # Normally the worker is gone within milliseconds; an attempt still opening its
+        # connection ends by its own deadline, as the connect timeout is the attempt's.
+        thread.join(self._watchdog.time_left() + _STOP_SLACK)
+        with self._cond:
+            if self._in_flight is not None:  # the worker is stuck (a DNS lookup): count it now
+                self._in_flight = None
+                self._counts["abandoned"] += 1
+            abandoned = self._counts["abandoned"] - before
+            self._cond.notify_all()
         log.warning(
-            "webhook %s: close timed out after %gs; abandoned %d queued deliveries%s",
+            "webhook %s: close timed out after %gs; abandoned %d deliveries "
+            "(%d queued, %d in flight), not delivered",
             self.url,
             self.close_timeout,
             abandoned,
-            " and stopped retrying the one in flight" if in_flight else "",
+            queued,
+            abandoned - queued,
         )
+        if thread.is_alive():
+            log.warning(
+                "webhook %s: the worker is still opening a connection; it stops without "
+                "sending once that returns",
+                self.url,
+            )
+
+    def _release(self) -> None:
+        """Close the HTTP client, and stop rewriting httpx's log lines for it."""
+        self._client.close()
+        self._watchdog.forget()
+        self._remove_log_filter()
 
     # -- worker ------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        """The worker: send deliveries in order until close() leaves nothing to send."""
         try:
-            while True:
-                with self._cond:
-                    self._cond.wait_for(lambda: bool(self._queue) or self._closing)
-                    if not self._queue or self._abort.is_set():
-                        return
-                    delivery = self._in_flight = self._queue.popleft()
+            while (delivery := self._next_delivery()) is not None:
                 try:
                     outcome = self._deliver(delivery)
                 except Exception:  # a bug here must not kill the worker and strand the queue
                     log.exception("webhook %s: delivery %s failed", self.url, delivery.delivery_id)
                     outcome = "failed"
-                with self._cond:
-                    self._in_flight = None
-                    self._counts[outcome] += 1
-                    self._cond.notify_all()
+                self._settle(delivery, outcome)
         finally:
-            self._client.close()
+            self._release()
+
+    def _next_delivery(self) -> _Delivery | None:
+        """The next delivery, marked in flight; None once closing leaves nothing to send."""
+        with self._cond:
+            self._cond.wait_for(lambda: bool(self._queue) or self._closing)
+            if not self._queue or self._abort.is_set():
+                return None
+            self._in_flight = self._queue.popleft()
+            return self._in_flight
+
+    def _settle(self, delivery: _Delivery, outcome: Outcome) -> None:
+        """Count how ``delivery`` ended, unless close() has already counted it as abandoned."""
+        with self._cond:
+            if self._in_flight is delivery:
+                self._in_flight = None
+                self._counts[outcome] += 1
+            self._cond.notify_all()
 
     def _deliver(self, delivery: _Delivery) -> Outcome:
+        """Send ``delivery``, retrying as configured, and say how it ended."""
         event = delivery.event
         attempts = self.max_retries + 1
         for attempt in range(1, attempts + 1):
             if attempt > 1:
                 with self._cond:
                     self._counts["retried"] += 1
-            retry_after: float | None = None
-            body, headers = self._request(delivery, attempt)
-            try:
-                response = self._client.post(self._url, content=body, headers=headers)
-            except httpx.TransportError as exc:  # refused, reset, timed out: worth retrying
-                reason = f"{type(exc).__name__}: {exc}"
-            else:
-                status = response.status_code
-                if 200 <= status < 300:
-                    log.debug(
-                        "webhook %s: delivery %s (%s job=%s) accepted with HTTP %d",
-                        self.url,
-                        delivery.delivery_id,
-                        event.type,
-                        event.job_id,
-                        status,
-                    )
-                    return "delivered"
-                if status < 500 and status != 429:
-                    log.warning(
-                        "webhook %s: delivery %s (%s job=%s) answered HTTP %d; not retried",
-                        self.url,
-                        delivery.delivery_id,
-                        event.type,
-                        event.job_id,
-                        status,
-                    )
-                    return "failed"
-                reason = f"HTTP {status}"
-                retry_after = _retry_after(response)
+            answer = self._send(*self._request(delivery, attempt))
+            if answer.accepted:
+                log.debug(
+                    "webhook %s: delivery %s (%s job=%s) accepted with HTTP %d",
+                    self.url,
+                    delivery.delivery_id,
+                    event.type,
+                    event.job_id,
+                    answer.status,
+                )
+                return "delivered"
+            if answer.refused:
+                log.warning(
+                    "webhook %s: delivery %s (%s job=%s) answered HTTP %d; not retried",
+                    self.url,
+                    delivery.delivery_id,
+                    event.type,
+                    event.job_id,
+                    answer.status,
+                )
+                return "failed"
+            if self._abort.is_set():
+                return "abandoned"
             if attempt == attempts:
                 log.warning(
                     "webhook %s: delivery %s (%s job=%s) failed after %d attempts: %s",
@@ -346,22 +401,46 @@ class WebhookNotifier:
                     event.type,
                     event.job_id,
                     attempts,
-                    reason,
+                    answer.reason,
                 )
                 return "failed"
-            delay = self._delay(attempt, retry_after)
+            delay = self._delay(attempt, answer.retry_after)
             log.info(
                 "webhook %s: delivery %s attempt %d/%d: %s; retrying in %.2fs",
                 self.url,
                 delivery.delivery_id,
                 attempt,
                 attempts,
-                reason,
+                answer.reason,
                 delay,
             )
             if self._abort.wait(delay):
                 return "abandoned"
         raise AssertionError("unreachable")
+
+    def _send(self, body: bytes, headers: dict[str, str]) -> Answer:
+        """POST one attempt, all of it (connect, send, answer) within ``timeout`` seconds."""
+        with self._watchdog.deadline(self.timeout):
+            try:
+                with self._client.stream(
+                    "POST",
+                    self._target,
+                    content=body,
+                    headers=headers,
+                    extensions={"trace": self._watchdog.trace},
+                ) as response:
+                    discard_body(response)
+                    return Answer(response.status_code, _retry_after(response))
+            except httpx.TransportError as exc:  # refused, reset, timed out: worth retrying
+                return Answer(None, error=self._failure(exc))
+
+    def _failure(self, exc: httpx.TransportError) -> str:
+        """Why an attempt got no answer, for the log."""
+        if self._watchdog.stopped:
+            return "cut short by close()"
+        if self._watchdog.expired:
+            return f"no answer within the {self.timeout:g}s timeout"
+        return f"{type(exc).__name__}: {exc}"
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         """Full jitter: uniform in [0, min(max_backoff, backoff * 2**(attempt-1))]."""

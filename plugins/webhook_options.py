@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Final
 
@@ -26,6 +27,7 @@ __all__ = [
     "check_secret",
     "check_url",
     "display_url",
+    "split_credentials",
 ]
 
 #: The event types a notifier can be limited to with ``events=``.
@@ -37,6 +39,12 @@ EVENT_TYPES: Final[frozenset[str]] = frozenset(
 RESERVED_HEADERS = frozenset(
     h.lower() for h in (SIGNATURE_HEADER, EVENT_HEADER, DELIVERY_HEADER, "Content-Type")
 )
+
+# RFC 9110: a field name is a token; a field value is visible ASCII, with spaces and tabs
+# only inside it. A CR or LF would let a value inject headers; any other control character
+# or non-ASCII byte makes httpx or h11 fail at send time with the value in the message.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*")
 
 
 def display_url(url: httpx.URL) -> str:
@@ -88,18 +96,37 @@ def check_events(events: str | Iterable[str] | None) -> frozenset[str] | None:
     return chosen
 
 
+def split_credentials(url: httpx.URL) -> tuple[httpx.URL, httpx.BasicAuth | None]:
+    """The URL without its user and password, and those as Basic auth (None without them)."""
+    auth = httpx.BasicAuth(url.username, url.password) if url.username or url.password else None
+    return url.copy_with(userinfo=b""), auth
+
+
 def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     """Extra headers; values are never echoed, as they often carry tokens."""
     checked: dict[str, str] = {}
     for name, value in (headers or {}).items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise InvalidArgument("webhook headers must map strings to strings")
+        if not _HEADER_NAME.fullmatch(name):
+            raise InvalidArgument(f"webhook header name {name!r} is not a valid HTTP field name")
         if name.lower() in RESERVED_HEADERS:
             raise InvalidArgument(
                 f"webhook header {name!r} is set by phasekit and cannot be replaced"
             )
-        checked[name] = value
+        checked[name] = _checked_header_value(name, value)
     return checked
+
+
+def _checked_header_value(name: str, value: str) -> str:
+    """``value`` without surrounding spaces, if it is printable ASCII; never echoed."""
+    value = value.strip(" \t")  # RFC 9110: surrounding whitespace is not part of a value
+    if value and not _HEADER_VALUE.fullmatch(value):
+        raise InvalidArgument(
+            f"webhook header {name!r} has a control character (such as CR or LF) or a "
+            "non-ASCII character in its value (the value is not shown)"
+        )
+    return value
 
 
 def check_number(

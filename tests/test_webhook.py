@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import itertools
 import json
 import logging
 import re
@@ -20,7 +22,14 @@ import pytest
 import statemachine.plugins.webhook
 from statemachine.plugins.webhook import WebhookNotifier, sign, verify_signature
 
-from statemachine import ConfigError, PhaseChanged, PhaseSet, Tracker, parse_event
+from statemachine import (
+    ConfigError,
+    InvalidArgument,
+    PhaseChanged,
+    PhaseSet,
+    Tracker,
+    parse_event,
+)
 
 SECRET = "s3cr3t-do-not-leak-4f9a"
 TOKEN = "t0ken-do-not-leak-7c21"
@@ -33,6 +42,7 @@ class Request:
 
     headers: dict[str, str]  # lower-case names
     body: bytes
+    target: str = ""  # the request target: path and query string
 
     @property
     def json(self) -> dict[str, Any]:
@@ -54,12 +64,42 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         headers = {name.lower(): value for name, value in self.headers.items()}
-        status, delay = self.server.receiver.record(Request(headers, body))
+        receiver = self.server.receiver
+        status, delay, trickle = receiver.record(Request(headers, body, self.path))
         if delay:
-            self.server.receiver.release.wait(delay)
+            receiver.release.wait(delay)
+        try:
+            if trickle == "status":  # the status line and headers, one byte at a time, forever
+                self._trickle(b"HTTP/1.1 200 OK\r\nX-Slow: ", b"")
+            elif trickle == "body":  # a 200 at once, then its body one byte at a time
+                self._trickle(b"", b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+            else:
+                self._answer(status, receiver.answer_size)
+        except OSError:  # the client hung up
+            receiver.hung_up()
+            self.close_connection = True
+
+    def _answer(self, status: int, size: int) -> None:
+        """Answer ``status`` with a body of ``size`` bytes, written in 64 KiB chunks."""
         self.send_response(status)
-        self.send_header("Content-Length", "0")
+        self.send_header("Content-Length", str(size))
         self.end_headers()
+        receiver = self.server.receiver
+        receiver.answer_sent = 0
+        chunk = b"x" * 65536
+        while receiver.answer_sent < size:
+            piece = chunk[: size - receiver.answer_sent]
+            self.wfile.write(piece)
+            receiver.answer_sent += len(piece)
+
+    def _trickle(self, slowly: bytes, at_once: bytes) -> None:
+        """Write ``at_once``, then ``slowly`` and an endless header or body a byte at a time."""
+        receiver = self.server.receiver
+        self.wfile.write(at_once)
+        for byte in itertools.chain(slowly, itertools.repeat(ord("a"))):
+            if receiver.release.wait(receiver.trickle_interval):
+                return
+            self.wfile.write(bytes([byte]))
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -72,6 +112,11 @@ class Receiver:
         self.requests: list[Request] = []
         self.statuses: list[int] = []  # answered in order, then 200
         self.delay = 0.0  # seconds to sleep before answering
+        self.trickles: list[str] = []  # answered in order ("status" or "body"), then none
+        self.trickle_interval = 0.5  # seconds between the bytes of a trickled answer
+        self.answer_size = 0  # bytes of body in each answer that is not trickled
+        self.answer_sent = 0  # body bytes written so far (answers with a body, one at a time)
+        self.hangups: list[float] = []  # when (monotonic) the client hung up mid-answer
         self.release = threading.Event()  # cuts every sleep short (at teardown)
         self._cond = threading.Condition()
         self.server = _Server(("127.0.0.1", 0), _Handler)
@@ -85,11 +130,21 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
 
-    def record(self, request: Request) -> tuple[int, float]:
+    def record(self, request: Request) -> tuple[int, float, str | None]:
         with self._cond:
             self.requests.append(request)
             self._cond.notify_all()
-            return (self.statuses.pop(0) if self.statuses else 200), self.delay
+            status = self.statuses.pop(0) if self.statuses else 200
+            return status, self.delay, (self.trickles.pop(0) if self.trickles else None)
+
+    def hung_up(self) -> None:
+        with self._cond:
+            self.hangups.append(time.monotonic())
+            self._cond.notify_all()
+
+    def wait_for_hangup(self, timeout: float = 5.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: bool(self.hangups), timeout)
 
     def wait_for(self, count: int, timeout: float = 5.0) -> bool:
         with self._cond:
@@ -338,6 +393,66 @@ def test_refused_connection_is_retried_then_counted_as_failed(
     assert (notifier.delivered, notifier.retried, notifier.failed) == (0, 2, 1)
 
 
+# -- answers and deadlines ---------------------------------------------------------------------
+
+
+def test_a_huge_answer_is_not_read_whole_and_its_2xx_still_counts(
+    receiver: Receiver, notifier_factory: Any
+) -> None:
+    size = 50 * 1024 * 1024
+    receiver.answer_size = size
+    notifier = notifier_factory(receiver.url)
+    notifier.phase_changed(phase_event())
+    assert notifier.wait_idle(5)
+    assert notifier.delivered == 1
+    assert receiver.wait_for_hangup()  # the notifier closed the connection mid-answer...
+    print(f"\nthe receiver wrote {receiver.answer_sent:,} of {size:,} bytes")
+    assert receiver.answer_sent < size // 2  # ...long before the end (socket buffers hold MBs)
+
+
+def test_an_attempt_has_one_deadline_even_against_an_endpoint_that_trickles(
+    receiver: Receiver, notifier_factory: Any
+) -> None:
+    receiver.trickles = ["status"]  # one byte every 0.5 s, never a whole answer
+    notifier = notifier_factory(receiver.url, timeout=1.0, max_retries=1)
+    began = time.monotonic()
+    notifier.phase_changed(phase_event(version=1))
+    notifier.phase_changed(phase_event(version=2))
+    assert notifier.wait_idle(5)
+    elapsed = time.monotonic() - began
+    assert elapsed < 3.0
+    assert (notifier.delivered, notifier.retried, notifier.failed) == (2, 1, 0)
+    assert [r.json["event"]["version"] for r in receiver.requests] == [1, 1, 2]
+    assert receiver.wait_for_hangup()
+    assert receiver.hangups[0] - began < 3.0
+
+
+def test_a_trickled_answer_body_is_cut_at_the_deadline_and_its_2xx_still_counts(
+    receiver: Receiver, notifier_factory: Any
+) -> None:
+    receiver.trickles = ["body"]
+    notifier = notifier_factory(receiver.url, timeout=1.0)
+    began = time.monotonic()
+    notifier.phase_changed(phase_event(version=1))
+    notifier.phase_changed(phase_event(version=2))
+    assert notifier.wait_idle(5)
+    assert time.monotonic() - began < 3.0
+    assert (notifier.delivered, notifier.retried, notifier.failed) == (2, 0, 0)
+
+
+def test_a_timed_out_attempt_is_logged_as_such(
+    receiver: Receiver, notifier_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver.trickles = ["status"]
+    receiver.trickle_interval = 0.2  # never long enough for a read timeout
+    notifier = notifier_factory(receiver.url, timeout=0.5, max_retries=0)
+    with caplog.at_level(logging.WARNING, logger="phasekit.webhook"):
+        notifier.phase_changed(phase_event())
+        assert notifier.wait_idle(5)
+    assert notifier.failed == 1
+    assert "failed after 1 attempts: no answer within the 0.5s timeout" in caplog.text
+
+
 # -- never in the caller's way -----------------------------------------------------------------
 
 
@@ -402,7 +517,37 @@ def test_close_returns_within_close_timeout_and_counts_what_it_abandons(
     notifier.close()
     elapsed = time.perf_counter() - began
     assert 0.9 < elapsed < 2.0
-    assert notifier.abandoned == 1
+    assert notifier.abandoned == 2  # the queued delivery and the one in flight
+    assert notifier.pending == 0
+
+
+def test_close_cuts_the_delivery_in_flight_counts_it_and_leaves_no_thread_behind(
+    receiver: Receiver, notifier_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver.delay = 5.0
+    notifier = notifier_factory(receiver.url, timeout=10.0, close_timeout=0.5)
+    notifier.phase_changed(phase_event(version=1))
+    assert receiver.wait_for(1)  # in flight: the endpoint answers in 5 s
+    notifier.phase_changed(phase_event(version=2))
+    began = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="phasekit.webhook"):
+        notifier.close()
+    elapsed = time.perf_counter() - began
+    assert elapsed < 1.5
+    ours = [t for t in threading.enumerate() if notifier.url in t.name]
+    assert not ours
+    assert notifier.stats() == {
+        "delivered": 0,
+        "failed": 0,
+        "dropped": 0,
+        "retried": 0,
+        "abandoned": 2,  # the queued delivery and the one in flight
+        "pending": 0,
+    }
+    assert "abandoned 2 deliveries (1 queued, 1 in flight)" in caplog.text
+    receiver.release.set()
+    time.sleep(0.2)
+    assert notifier.stats()["abandoned"] == 2  # and nothing is counted later
 
 
 def test_events_after_close_are_dropped(receiver: Receiver, notifier_factory: Any) -> None:
@@ -559,6 +704,67 @@ def test_invalid_option_is_a_value_error_naming_it(option: str, value: object) -
 def test_signature_header_cannot_be_overridden() -> None:
     with pytest.raises(ValueError, match="X-Phasekit-Signature"):
         WebhookNotifier("https://example.com/hooks", headers={"X-Phasekit-Signature": "x"})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"Bearer {TOKEN}\r\nX-Injected: 1",
+        f"Bearer {TOKEN}\nX-Injected: 1",
+        f"Bearer {TOKEN}\rX-Injected: 1",
+        f"Bearer {TOKEN}\n",
+        f"Bearer\x00{TOKEN}",
+        f"Bearer {TOKEN}\x1b",
+        f"Bearer {TOKEN}\x7f",
+        f"Bearer {TOKEN}\x85",
+        f"Bearer {TOKEN}\u2028",
+    ],
+    ids=["CRLF", "LF", "CR", "trailing LF", "NUL", "ESC", "DEL", "C1 NEL", "U+2028"],
+)
+def test_a_header_value_with_a_control_character_is_refused_naming_the_header_not_the_value(
+    value: str,
+) -> None:
+    with pytest.raises(InvalidArgument, match="webhook header 'Authorization'") as caught:
+        WebhookNotifier("https://example.com/hooks", headers={"Authorization": value})
+    message = str(caught.value)
+    assert TOKEN not in message
+    assert "X-Injected" not in message
+
+
+def test_header_values_are_sent_without_surrounding_whitespace(
+    receiver: Receiver, notifier_factory: Any
+) -> None:
+    notifier = notifier_factory(receiver.url, headers={"Authorization": f" Bearer\t{TOKEN} \t"})
+    notifier.phase_changed(phase_event())
+    assert notifier.wait_idle(5)
+    assert notifier.delivered == 1
+    assert receiver.requests[0].headers["authorization"] == f"Bearer\t{TOKEN}"
+
+
+def test_neither_phasekit_nor_httpx_logs_the_url_credentials_or_query_string(
+    receiver: Receiver, notifier_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    httpx_filters = list(logging.getLogger("httpx").filters)
+    receiver.statuses = [500]  # a retry, so phasekit logs too
+    url = receiver.url.replace("http://", "http://user:pa55word@") + "?token=s3cret"
+    notifier = notifier_factory(url, max_retries=1)
+    notifier.phase_changed(phase_event())
+    assert notifier.wait_idle(5)
+    notifier.close()
+    assert (notifier.delivered, notifier.retried) == (1, 1)
+    for request in receiver.requests:  # what the endpoint expects still arrives
+        assert request.target == "/hooks?token=s3cret"
+        credentials = base64.b64encode(b"user:pa55word").decode()
+        assert request.headers["authorization"] == f"Basic {credentials}"
+    messages = [record.getMessage() for record in caplog.records]
+    assert "HTTP Request: POST http://127.0.0.1:" in "\n".join(messages)  # httpx did log
+    assert [m for m in messages if "retrying" in m]  # and so did phasekit
+    for text in [*messages, caplog.text]:
+        assert "pa55word" not in text
+        assert "s3cret" not in text
+    added = [f for f in logging.getLogger("httpx").filters if f not in httpx_filters]
+    assert not added  # close() took its filter off
 
 
 # -- through a tracker -------------------------------------------------------------------------
