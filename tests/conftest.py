@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import os
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import create_engine, text
 from statemachine.plugins.sql import SQLStore, store_url
@@ -184,3 +186,26 @@ def sql_store(store_target: StoreTarget) -> Iterator[SQLStore]:
         yield store
     finally:
         store.close()
+
+
+@pytest.fixture
+def pg_target(pg_schema: tuple[str, str]) -> StoreTarget:
+    """A fresh place for a PostgreSQL store: the run's schema, a table prefix of its own."""
+    url, schema = pg_schema
+    prefix = f"t{next(_table_prefixes)}_"
+    return StoreTarget("postgresql", url, {"schema": schema, "table_prefix": prefix})
+
+
+@contextlib.contextmanager
+def row_locked(store: SQLStore, url: str, job_id: str) -> Iterator[None]:
+    """Another PostgreSQL session holds the lock on ``job_id``'s row until the block ends."""
+    jobs = store.tables.jobs
+    holder = psycopg.connect(url)
+    try:
+        holder.execute(
+            f'SELECT 1 FROM "{jobs.schema}"."{jobs.name}" WHERE job_id = %s FOR UPDATE', (job_id,)
+        )
+        yield
+    finally:
+        holder.rollback()
+        holder.close()

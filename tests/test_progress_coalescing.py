@@ -6,12 +6,11 @@ import threading
 import time
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from statemachine import ConcurrentUpdateError, PersistenceError, PhaseSet, Tracker
 
-from .conftest import StoreTarget
+from .conftest import StoreTarget, row_locked
 
 PHASES = ("discovery", "extraction", "transformation", "loading")
 
@@ -80,12 +79,6 @@ def test_held_reports_are_saved_in_time_without_a_later_report(ingestion: PhaseS
         assert tracker.get_job("j").phases["discovery"].items_processed == 5
 
 
-@pytest.fixture
-def pg_target(pg_schema: tuple[str, str]) -> StoreTarget:
-    url, schema = pg_schema
-    return StoreTarget("postgresql", url, {"schema": schema, "table_prefix": "coalesce_"})
-
-
 @pytest.mark.postgres
 def test_one_failing_save_neither_drops_the_other_reports_nor_goes_unreported(
     ingestion: PhaseSet, pg_target: StoreTarget
@@ -99,32 +92,17 @@ def test_one_failing_save_neither_drops_the_other_reports_nor_goes_unreported(
         phase.update_progress(1, 10)  # saved
         phase.update_progress(9, 10)  # held
         phases[job_id] = phase
-    jobs = store.tables.jobs
-    holder = psycopg.connect(pg_target.url)
-    try:
-        holder.execute(
-            f'SELECT 1 FROM "{jobs.schema}"."{jobs.name}" WHERE job_id = %s FOR UPDATE',
-            ("locked",),
-        )
+    with row_locked(store, pg_target.url, "locked"):
         with pytest.raises(PersistenceError, match="progress of 1 job\\(s\\) could not be saved"):
             tracker.flush()
         assert _stored_counts(tracker, "a")["discovery"] == 9
         assert _stored_counts(tracker, "b")["discovery"] == 9
         assert _stored_counts(tracker, "locked")["discovery"] == 1
-    finally:
-        holder.rollback()
-        holder.close()
     tracker.flush()  # the failed report was kept: the next flush saves it
     assert _stored_counts(tracker, "locked")["discovery"] == 9
     phases["locked"].update_progress(10, 10)  # held again
-    holder = psycopg.connect(pg_target.url)
-    try:
-        holder.execute(
-            f'SELECT 1 FROM "{jobs.schema}"."{jobs.name}" WHERE job_id = %s FOR UPDATE',
-            ("locked",),
-        )
-        with pytest.raises(PersistenceError, match="tracker closed, but progress of 1 job"):
-            tracker.close()  # closing says what it could not save
-    finally:
-        holder.rollback()
-        holder.close()
+    with (
+        row_locked(store, pg_target.url, "locked"),
+        pytest.raises(PersistenceError, match="tracker closed, but progress of 1 job"),
+    ):
+        tracker.close()  # closing says what it could not save

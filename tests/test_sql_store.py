@@ -36,7 +36,7 @@ from statemachine import (
     parse_spec,
 )
 
-from .conftest import Recorder, StoreTarget
+from .conftest import Recorder, StoreTarget, row_locked
 
 T0 = datetime(2024, 5, 17, 9, 30, 0, 123456, tzinfo=UTC)
 
@@ -741,15 +741,6 @@ def test_a_password_in_the_query_string_never_reaches_a_message_or_the_repr() ->
         store.close()
 
 
-@pytest.fixture
-def pg_target(pg_schema: tuple[str, str]) -> StoreTarget:
-    """A fresh place for a PostgreSQL store: the run's schema, a table prefix of its own."""
-    url, schema = pg_schema
-    return StoreTarget(
-        "postgresql", url, {"schema": schema, "table_prefix": f"x{secrets.token_hex(3)}_"}
-    )
-
-
 @pytest.mark.postgres
 def test_a_row_locked_by_another_session_fails_the_commit_within_the_lock_timeout(
     pg_target: StoreTarget, ingestion: PhaseSet
@@ -757,20 +748,11 @@ def test_a_row_locked_by_another_session_fails_the_commit_within_the_lock_timeou
     store = pg_target.open(lock_timeout=0.5)
     with Tracker(ingestion, store=store, load_entrypoints=False) as tracker:
         phase = tracker.create_job("locked").phases["discovery"]
-        jobs = store.tables.jobs
-        holder = psycopg.connect(pg_target.url)
-        try:
-            holder.execute(
-                f'SELECT 1 FROM "{jobs.schema}"."{jobs.name}" WHERE job_id = %s FOR UPDATE',
-                ("locked",),
-            )
+        with row_locked(store, pg_target.url, "locked"):
             started = time.monotonic()
             with pytest.raises(PersistenceError, match="lock timeout"):
                 phase.start()
             assert time.monotonic() - started < 5
-        finally:
-            holder.rollback()
-            holder.close()
         phase.start()  # the lock is gone: the same commit goes through
         assert tracker.get_job("locked").phases["discovery"].status == "running"
 
