@@ -37,7 +37,8 @@ class ProgressHold:
     def __init__(self, interval: float, save_due: Callable[[], None]) -> None:
         self.interval = interval
         self._save_due = save_due
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)  # the saver waits on it for a due time
         self._held: dict[str, dict[int, HeldReport]] = {}
         self._due: dict[str, float] = {}
         self._last_save: dict[str, float] = {}
@@ -55,26 +56,23 @@ class ProgressHold:
         with self._lock:
             return len(self._last_save)
 
-    def hold_or_save(self, job_id: str) -> bool:
-        """True when a report on ``job_id`` now is to be held; False when it is to be saved."""
+    def hold_or_save(self, report: HeldReport) -> bool:
+        """Hold ``report`` if its job was saved less than an interval ago (True), else note
+        that the caller saves it now (False). A held report replaces an older one of its phase.
+        """
+        job_id = report.job.job_id
         now = time.monotonic()
         with self._lock:
             last = self._last_save.get(job_id)
-            if last is not None and now - last < self.interval:
-                return True
-            self._saved(job_id, now)
-            return False
-
-    def hold(self, report: HeldReport) -> None:
-        """Keep ``report`` (replacing an older one of its phase) until its job is due."""
-        job_id = report.job.job_id
-        with self._lock:
+            if last is None or now - last >= self.interval:
+                self._saved(job_id, now)
+                return False
             self._held.setdefault(job_id, {})[report.index] = report
-            if job_id not in self._due:
-                last = self._last_save.get(job_id, time.monotonic())
+            if job_id not in self._due:  # a new due time: the saver may have to wake sooner
                 self._due[job_id] = last + self.interval
-            self._start()
-            self._lock.notify()
+                self._start()
+                self._wake.notify()
+            return True
 
     def included(self, job: JobState) -> None:
         """``job`` was committed: the reports held from this copy are saved with it."""
@@ -107,13 +105,13 @@ class ProgressHold:
             for index, report in reports.items():
                 held.setdefault(index, report)
             self._due.setdefault(job_id, time.monotonic() + self.interval)
-            self._lock.notify()
+            self._wake.notify()
 
     def stop(self) -> None:
         """Stop the background saver (held reports stay held)."""
         with self._lock:
             self._stopping = True
-            self._lock.notify()
+            self._wake.notify()
             thread = self._thread
         if thread is not None:
             thread.join()
@@ -141,7 +139,7 @@ class ProgressHold:
                     wait = min(self._due.values(), default=now + 3600) - now
                     if wait <= 0:
                         break
-                    self._lock.wait(wait)
+                    self._wake.wait(wait)
                 if self._stopping:
                     return
             self._save_due()

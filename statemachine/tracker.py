@@ -337,10 +337,10 @@ class Tracker:
         held = self._held
         with self._lock_for(job.job_id):
             change = plan_progress(job, phase, items_processed, items_total)
-            if held is not None and held.hold_or_save(job.job_id):
+            after = change.after
+            report = HeldReport(job, change.index, after.items_processed, after.items_total)
+            if held is not None and held.hold_or_save(report):
                 apply_unsaved(job, change)
-                after = change.after
-                held.hold(HeldReport(job, change.index, after.items_processed, after.items_total))
                 return
             record = self._save_progress(job, change)
             if held is not None:

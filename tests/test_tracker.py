@@ -27,7 +27,7 @@ from statemachine import (
     Veto,
     hookimpl,
 )
-from statemachine.progress_hold import ProgressHold
+from statemachine.progress_hold import HeldReport, ProgressHold
 
 from .conftest import Recorder
 
@@ -583,8 +583,13 @@ def test_a_closed_tracker_creates_no_job(ingestion: PhaseSet) -> None:
 
 
 def test_progress_save_times_are_kept_for_one_interval_not_for_every_job() -> None:
+    spec = statemachine.load_spec("ingestion")
     hold = ProgressHold(0.05, lambda: None)
-    assert not any(hold.hold_or_save(f"a{i}") for i in range(1000))  # first reports: saved
+
+    def first_report(job_id: str) -> HeldReport:
+        return HeldReport(spec.new_job(job_id), 0, 1, 10)
+
+    assert not any(hold.hold_or_save(first_report(f"a{i}")) for i in range(1000))  # all saved
     time.sleep(0.1)  # every save above is now older than the interval
-    assert not any(hold.hold_or_save(f"b{i}") for i in range(1000))
+    assert not any(hold.hold_or_save(first_report(f"b{i}")) for i in range(1000))
     assert hold.jobs_remembered < 1100
