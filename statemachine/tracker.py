@@ -502,7 +502,13 @@ class Tracker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        if exc is None:
+            self.close()
+            return
+        try:  # the block's own exception is the one to see: a failed save is logged
+            self.close()
+        except PersistenceError:
+            log.exception("phasekit: closing the tracker after an error")
 
     def __repr__(self) -> str:
         return f"<Tracker {self.spec.name!r} store={type(self.store).__name__}>"

@@ -106,3 +106,21 @@ def test_one_failing_save_neither_drops_the_other_reports_nor_goes_unreported(
         pytest.raises(PersistenceError, match="tracker closed, but progress of 1 job"),
     ):
         tracker.close()  # closing says what it could not save
+
+
+@pytest.mark.postgres
+def test_leaving_a_with_block_on_an_error_keeps_that_error_and_logs_the_unsaved_progress(
+    ingestion: PhaseSet, pg_target: StoreTarget, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = pg_target.open(lock_timeout=0.3)
+    tracker = Tracker(ingestion, store=store, progress_interval=60, load_entrypoints=False)
+    phase = tracker.create_job("locked").phases["discovery"]
+    phase.start()
+    phase.update_progress(1, 10)
+    phase.update_progress(5, 10)  # held
+    # Closing cannot save the held report while the row is locked.
+    locked = row_locked(store, pg_target.url, "locked")
+    with locked, pytest.raises(KeyError, match="own error"), tracker:
+        raise KeyError("the block's own error")
+    assert "closing the tracker after an error" in caplog.text
+    assert "progress of 1 job(s) could not be saved" in caplog.text
