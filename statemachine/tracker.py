@@ -6,8 +6,10 @@ import copy
 import inspect
 import logging
 import os
+import random
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from types import TracebackType
 from typing import Any
@@ -23,13 +25,14 @@ from .errors import (
     TransitionRejected,
 )
 from .hooks import PluginInfo, PluginManager
-from .limits import check_metadata, check_page, validate_job_id
+from .limits import check_count, check_metadata, check_page, validate_job_id
 from .progress_hold import HeldReport, ProgressHold
 from .runtime import (
     Change,
     JobState,
     PhaseSet,
     PhaseState,
+    adopt,
     aggregate_of,
     apply_committed,
     apply_unsaved,
@@ -84,9 +87,12 @@ class Tracker:
         *,
         store_options: Mapping[str, Any] | None = None,
         progress_interval: float | None = None,
+        conflict_retries: int = 8,
         load_entrypoints: bool = True,
     ) -> None:
         self.spec = spec if isinstance(spec, PhaseSet) else load_spec(spec)
+        #: How often a by-id call reloads and plans again after another writer won.
+        self.conflict_retries = check_count("conflict_retries", conflict_retries)
         self.plugins = PluginManager(
             plugins,
             load_entrypoints=load_entrypoints,
@@ -245,6 +251,47 @@ class Tracker:
                 break
             start += limit
         return jobs
+
+    # -- working by id ----------------------------------------------------------------------
+
+    def fire(
+        self, job_id: str, phase: str, trigger: str, *, error: str | None = None, **data: Any
+    ) -> JobState:
+        """Fire ``trigger`` on ``phase`` of the stored job ``job_id``; the committed job.
+
+        The job is loaded, the change planned and committed; when another writer committed
+        first, the job is reloaded and the change planned again (guards asked again), up to
+        ``conflict_retries`` times. If the reloaded phase no longer allows the trigger, the
+        caller gets ``InvalidTransition``: the other writer's change stands.
+        """
+        return self._by_id(job_id, lambda job: job.phases[phase].trigger(trigger, error, **data))
+
+    def report_progress(
+        self, job_id: str, phase: str, items_processed: int, items_total: int | None = None
+    ) -> JobState:
+        """Report progress on ``phase`` of the stored job ``job_id``; the job as committed."""
+        return self._by_id(
+            job_id, lambda job: job.phases[phase].update_progress(items_processed, items_total)
+        )
+
+    def _by_id(self, job_id: str, change: Callable[[JobState], None]) -> JobState:
+        for attempt in range(self.conflict_retries + 1):
+            try:
+                # Load, plan and commit under the job's lock: writers in this process take
+                # turns and never conflict; writers in other processes are retried.
+                with self._lock_for(job_id):
+                    job = self.get_job(job_id)
+                    change(job)
+            except ConcurrentUpdateError:
+                if attempt == self.conflict_retries:
+                    raise
+                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # jittered
+                continue
+            return job
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _refresh(self, job: JobState) -> None:
+        adopt(job, self.get_job(job.job_id))
 
     def history(self, job_id: str) -> list[HistoryEvent]:
         """The job's history: its creation, then every status change, in order."""
@@ -569,3 +616,6 @@ class _Commits:
         self, job: JobState, phase: PhaseState, items_processed: int, items_total: int | None
     ) -> None:
         self._tracker._commit_progress(job, phase, items_processed, items_total)
+
+    def refresh(self, job: JobState) -> None:
+        self._tracker._refresh(job)

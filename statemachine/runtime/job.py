@@ -42,6 +42,7 @@ __all__ = [
     "PhaseState",
     "PhaseStatus",
     "TransitionContext",
+    "adopt",
     "aggregate_of",
     "apply_committed",
     "apply_unsaved",
@@ -252,6 +253,10 @@ class Committer(Protocol):
         self, job: JobState, phase: PhaseState, items_processed: int, items_total: int | None
     ) -> None: ...
 
+    def refresh(self, job: JobState) -> None:
+        """Reload ``job`` in place from where its changes are kept."""
+        ...
+
 
 class PhaseMap(Mapping[str, "PhaseState"]):
     """A job's phases by name, in the phase set's order: a live, read-only view of the job.
@@ -404,6 +409,15 @@ class JobState:
     def get_overall_progress(self) -> float:
         """The weighted progress of the phases, 0.0 to 100.0."""
         return self.spec.aggregator.progress([p.progress for p in self._phases])
+
+    def refresh(self) -> None:
+        """Reload this job in place as its tracker's store has it now (a tracked job only)."""
+        if self._committer is None:
+            raise PhaseKitError(
+                f"job {self.job_id!r} is detached (spec.new_job): there is no store to reload "
+                "it from"
+            )
+        self._committer.refresh(self)
 
     def explain_status(self) -> StatusExplanation:
         """Which aggregation rule gives the overall status, and which phases made it fire."""
@@ -671,6 +685,9 @@ class _ReadOnly:
 
     __slots__ = ()
 
+    def refresh(self, job: JobState) -> None:
+        raise PhaseKitError("a guard cannot reload the job it decides on")
+
     def commit_transition(
         self,
         job: JobState,
@@ -762,6 +779,15 @@ def apply_unsaved(job: JobState, change: Change) -> None:
     _replace_phase(job, change)
     job.updated_at = change.at
     job._unsaved = True
+
+
+def adopt(job: JobState, current: JobState) -> None:
+    """Make ``job`` what ``current`` (the same job, loaded later) is: a reload in place."""
+    job._phases = current._phases
+    job._record = current._record
+    job._unsaved = False
+    job.version = current.version
+    job.updated_at = current.updated_at
 
 
 def mark_saved(job: JobState, record: JobRecord) -> None:

@@ -235,6 +235,7 @@ RESERVED_PHASE_NAMES: frozenset[str] = frozenset(
         "metadata",
         "phase",
         "phases",
+        "refresh",
         "spec",
         "to_record",
         "to_schema",
