@@ -62,8 +62,6 @@ __all__ = ["Tracker"]
 log = logging.getLogger("phasekit")
 
 _LOCK_STRIPES = 64
-#: Tries to merge held progress into a job that other writers keep changing.
-_MERGE_TRIES = 8
 
 
 # Events are built from values phasekit has already checked, on every commit: they are
@@ -384,11 +382,12 @@ class Tracker:
         held = self._held
         with self._lock_for(job.job_id):
             change = plan_progress(job, phase, items_processed, items_total)
-            after = change.after
-            report = HeldReport(job, change.index, after.items_processed, after.items_total)
-            if held is not None and held.hold_or_save(report):
-                apply_unsaved(job, change)
-                return
+            if held is not None:
+                after = change.after
+                report = HeldReport(job, change.index, after.items_processed, after.items_total)
+                if held.hold_or_save(report):
+                    apply_unsaved(job, change)
+                    return
             record = self._save_progress(job, change)
             if held is not None:
                 held.included(job)
@@ -479,7 +478,7 @@ class Tracker:
 
     def _save_held_job(self, job_id: str, reports: dict[int, HeldReport]) -> None:
         """Merge ``reports`` into the stored job and save it, retrying when another writer won."""
-        for _ in range(_MERGE_TRIES):
+        for _ in range(self.conflict_retries + 1):
             with self._lock_for(job_id):
                 stored = self._load(job_id)
                 if stored is None:
@@ -506,7 +505,8 @@ class Tracker:
                 self._announce_progress(job, record, change)
             return
         raise PersistenceError(
-            f"job {job_id!r} changed {_MERGE_TRIES} times while its held progress was saved"
+            f"job {job_id!r} changed {self.conflict_retries + 1} times while its held progress "
+            "was saved"
         )
 
     def _check_open(self) -> None:
