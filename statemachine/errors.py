@@ -14,7 +14,10 @@ Every error phasekit raises on purpose is a ``PhaseKitError``::
     ├── JobExists                       the id is taken
     ├── ConcurrentUpdateError           another writer committed first
     ├── PersistenceError                the store failed; nothing was changed
-    └── SpecMismatch                    a stored job the phase set cannot represent
+    ├── SpecMismatch                    a stored job the phase set cannot represent
+    └── DeliveryError                   a notifier could not deliver an event: retried
+        └── PermanentDeliveryError      ... and retrying will not help: dead-lettered now
+            └── EndpointGone            ... and the endpoint is gone: the notifier is disabled
 
 The built-in bases (``ValueError``, ``TypeError``, ``KeyError``) keep ``except ValueError``
 and the like working. Anything else that escapes phasekit is a bug, and the CLI shows it as one.
@@ -29,11 +32,14 @@ from typing import Literal
 
 __all__ = [
     "ConcurrentUpdateError",
+    "DeliveryError",
+    "EndpointGone",
     "InvalidArgument",
     "InvalidArgumentType",
     "InvalidTransition",
     "JobExists",
     "JobNotFound",
+    "PermanentDeliveryError",
     "PersistenceError",
     "PhaseKitError",
     "SpecError",
@@ -213,3 +219,28 @@ class PersistenceError(PhaseKitError):
 
 class SpecMismatch(PhaseKitError):
     """A stored job holds statuses or phases that the phase set cannot represent."""
+
+
+class DeliveryError(PhaseKitError):
+    """A notifier could not deliver an event; the relay tries again later.
+
+    A notifier the relay drives raises it (or any exception) from a notification hook when
+    the event did not get through. ``retry_after`` (seconds) is how long the receiver asked
+    to be left alone, e.g. from a ``Retry-After`` header; the relay waits at least that long.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(DeliveryError):
+    """The receiver refused the event for good (e.g. HTTP 400): it is dead-lettered at once."""
+
+
+class EndpointGone(PermanentDeliveryError):
+    """The receiver is gone (HTTP 410): the event is dead-lettered and the notifier disabled.
+
+    A disabled notifier gets nothing more until ``phasekit relay --retry-dead`` enables it
+    again; its cursor stays where it was, so nothing committed meanwhile is lost.
+    """

@@ -20,6 +20,7 @@ import pluggy
 from ..runtime import Action, Guard
 from ..store import (
     JobCreated,
+    JobDeleted,
     JobStatusChanged,
     PhaseChanged,
     ProgressUpdated,
@@ -120,6 +121,14 @@ def job_status_changed(event: JobStatusChanged) -> None:
     """
 
 
+@hookspec
+def job_deleted(event: JobDeleted) -> None:
+    """A job was deleted; the deletion is committed.
+
+    Notify: called after the commit, each implementation isolated from the others.
+    """
+
+
 #: How each hook is called, as its docstring says: ``collect``, ``veto`` or ``notify``.
 HOOK_KINDS: dict[str, Literal["collect", "veto", "notify"]] = {
     "register_stores": "collect",
@@ -131,4 +140,5 @@ HOOK_KINDS: dict[str, Literal["collect", "veto", "notify"]] = {
     "phase_changed": "notify",
     "progress_updated": "notify",
     "job_status_changed": "notify",
+    "job_deleted": "notify",
 }

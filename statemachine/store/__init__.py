@@ -7,32 +7,52 @@ from __future__ import annotations
 
 from .events import (
     EVENT_TYPES,
+    HISTORY_TYPES,
     Event,
     EventBase,
     HistoryEvent,
     JobCreated,
+    JobDeleted,
     JobStatusChanged,
+    LoggedEvent,
     PhaseChanged,
     ProgressUpdated,
     TransitionRequest,
     parse_event,
 )
 from .memory import MemoryStore
-from .protocol import SpecArchive, Store, StoreFactory, list_order, open_store
+from .protocol import (
+    DeadLetter,
+    EventLog,
+    RelayCursor,
+    RelayLedger,
+    SpecArchive,
+    Store,
+    StoreFactory,
+    list_order,
+    open_store,
+)
 from .records import JobRecord, PhaseRecord, build_job_record, build_phase_record
 
 __all__ = [
     "EVENT_TYPES",
+    "HISTORY_TYPES",
+    "DeadLetter",
     "Event",
     "EventBase",
+    "EventLog",
     "HistoryEvent",
     "JobCreated",
+    "JobDeleted",
     "JobRecord",
     "JobStatusChanged",
+    "LoggedEvent",
     "MemoryStore",
     "PhaseChanged",
     "PhaseRecord",
     "ProgressUpdated",
+    "RelayCursor",
+    "RelayLedger",
     "SpecArchive",
     "Store",
     "StoreFactory",

@@ -6,6 +6,7 @@ import copy
 import functools
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self, cast
 
@@ -13,11 +14,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 __all__ = [
     "EVENT_TYPES",
+    "HISTORY_TYPES",
     "Event",
     "EventBase",
     "HistoryEvent",
     "JobCreated",
+    "JobDeleted",
     "JobStatusChanged",
+    "LoggedEvent",
     "PhaseChanged",
     "ProgressUpdated",
     "TransitionRequest",
@@ -141,6 +145,12 @@ class JobStatusChanged(EventBase):
     progress: float
 
 
+class JobDeleted(EventBase):
+    """A job was deleted: its rows are gone, this event and the event log remain."""
+
+    type: Literal["job_deleted"] = "job_deleted"
+
+
 class TransitionRequest(BaseModel):
     """A transition about to be committed, as ``before_transition`` sees it."""
 
@@ -156,18 +166,20 @@ class TransitionRequest(BaseModel):
 
 
 Event = Annotated[
-    JobCreated | PhaseChanged | ProgressUpdated | JobStatusChanged,
+    JobCreated | PhaseChanged | ProgressUpdated | JobStatusChanged | JobDeleted,
     Field(discriminator="type"),
 ]
 """Every event a notification hook receives, told apart by its ``type``."""
 
 #: Events a store keeps in a job's history.
-HistoryEvent = JobCreated | PhaseChanged
+HistoryEvent = JobCreated | PhaseChanged | JobDeleted
+#: The classes of ``HistoryEvent``, for ``isinstance``.
+HISTORY_TYPES = (JobCreated, PhaseChanged, JobDeleted)
 
 #: The event class of each ``type`` tag.
 EVENT_TYPES: dict[str, type[EventBase]] = {
     cls.model_fields["type"].default: cls
-    for cls in (JobCreated, PhaseChanged, ProgressUpdated, JobStatusChanged)
+    for cls in (JobCreated, PhaseChanged, ProgressUpdated, JobStatusChanged, JobDeleted)
 }
 
 event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
@@ -178,3 +190,11 @@ def parse_event(data: dict[str, Any] | str | bytes) -> Event:
     if isinstance(data, str | bytes):
         return event_adapter.validate_json(data)
     return event_adapter.validate_python(data)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """An event as an event log holds it: at ``position``, which grows in commit order."""
+
+    position: int
+    event: Event

@@ -4,31 +4,44 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import InvalidArgument, PhaseKitError
-from .events import HistoryEvent
+from .events import Event, HistoryEvent, LoggedEvent
 from .records import JobRecord
 
-__all__ = ["SpecArchive", "Store", "StoreFactory", "list_order", "open_store"]
+__all__ = [
+    "DeadLetter",
+    "EventLog",
+    "RelayCursor",
+    "RelayLedger",
+    "SpecArchive",
+    "Store",
+    "StoreFactory",
+    "list_order",
+    "open_store",
+]
 
 
 @runtime_checkable
 class Store(Protocol):
     """Where jobs live. One ``save`` is one atomic step, guarded by the job's version."""
 
-    def create(self, record: JobRecord, events: Sequence[HistoryEvent]) -> None:
+    def create(self, record: JobRecord, events: Sequence[Event]) -> None:
         """Store a new job and its creation events; ``JobExists`` if the id is taken."""
 
     def load(self, job_id: str) -> JobRecord | None:
         """The job as stored now, or None."""
 
-    def save(
-        self, record: JobRecord, *, expected_version: int, events: Sequence[HistoryEvent]
-    ) -> None:
+    def save(self, record: JobRecord, *, expected_version: int, events: Sequence[Event]) -> None:
         """Replace the job if the stored version is ``expected_version`` and append ``events``.
 
-        All or nothing: a version mismatch raises ``ConcurrentUpdateError`` and writes nothing.
+        ``events`` are every event of the commit, in order: the status changes among them
+        (``HISTORY_TYPES``) go to the job's history, and all of them to the event log of a
+        store that keeps one. All or nothing: a version mismatch raises
+        ``ConcurrentUpdateError`` and writes nothing.
         """
 
     def list(
@@ -52,6 +65,97 @@ class SpecArchive(Protocol):
 
     def recall_spec(self, fingerprint: str) -> dict[str, Any] | None:
         """The definition kept under ``fingerprint``, or None."""
+
+
+@runtime_checkable
+class EventLog(Protocol):
+    """A store's log of every committed event: the outbox the relay delivers from.
+
+    Positions grow in commit order: once a reader has read up to position ``p``, no event
+    at a position ``<= p`` appears later, whatever order concurrent transactions commit in.
+    """
+
+    def read_events(self, after: int = 0, *, limit: int = 1000) -> builtins.list[LoggedEvent]:
+        """Up to ``limit`` events at positions above ``after``, in position order."""
+
+    def last_position(self) -> int:
+        """The highest position a reader can see now (0 for an empty log)."""
+
+    def prune_events(self, *, before: datetime) -> int:
+        """Remove events committed before ``before`` that every relay cursor has passed.
+
+        Returns how many were removed. Events a notifier has not had yet are kept.
+        """
+
+
+@dataclass(frozen=True, slots=True)
+class RelayCursor:
+    """Where one notifier's delivery stands, as the store keeps it."""
+
+    notifier: str
+    #: The last position delivered (or dead-lettered); 0 before the first.
+    position: int = 0
+    #: Failed attempts at the event after ``position``.
+    attempts: int = 0
+    #: Not before this time is the next attempt made (a backoff, or ``Retry-After``).
+    retry_at: datetime | None = None
+    #: Why the notifier is disabled (its endpoint is gone), or None.
+    disabled: str | None = None
+    #: The last failure, for ``phasekit relay --status``.
+    last_error: str | None = None
+    #: The relay that holds the lease, and until when.
+    owner: str | None = None
+    lease_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event a notifier could not deliver, kept until ``--retry-dead`` delivers it."""
+
+    notifier: str
+    position: int
+    event: Event
+    reason: str
+    attempts: int
+    at: datetime
+
+
+@runtime_checkable
+class RelayLedger(Protocol):
+    """What a relay keeps in the store: a cursor and a lease per notifier, and dead letters.
+
+    A lease makes one relay at a time deliver a notifier's events; it lasts ``lease``
+    seconds from its last renewal, so the lease of a relay that died expires.
+    """
+
+    def claim_cursor(self, notifier: str, owner: str, *, lease: float) -> RelayCursor | None:
+        """Take or renew ``notifier``'s lease for ``owner``; its cursor, or None when
+        another owner holds an unexpired lease."""
+
+    def save_cursor(
+        self,
+        cursor: RelayCursor,
+        owner: str,
+        *,
+        lease: float,
+        dead_letter: DeadLetter | None = None,
+    ) -> bool:
+        """Store the cursor and renew the lease, if ``owner`` still holds it; atomic with
+        adding ``dead_letter``. False (nothing written) when the lease was lost."""
+
+    def release_cursor(self, notifier: str, owner: str) -> None:
+        """Give up ``owner``'s lease on ``notifier``, if it holds it."""
+
+    def relay_cursors(self) -> builtins.list[RelayCursor]:
+        """Every notifier's cursor, by name."""
+
+    def dead_letters(
+        self, notifier: str | None = None, *, limit: int = 1000
+    ) -> builtins.list[DeadLetter]:
+        """Dead letters, oldest position first, of one notifier or of all."""
+
+    def remove_dead_letter(self, notifier: str, position: int) -> None:
+        """Forget a dead letter (it was delivered after all)."""
 
 
 #: What ``register_stores`` maps a URL scheme to: ``factory(url, **options)`` returns a Store.
