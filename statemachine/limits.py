@@ -69,12 +69,13 @@ def check_error(error: object) -> str | None:
     return error
 
 
-def check_count(name: str, value: object) -> int:
-    """Return ``value`` if it is a count a store can hold: an int from 0 to ``MAX_COUNT``."""
+def check_count(name: str, value: object, *, minimum: int = 0) -> int:
+    """Return ``value`` if it is a count a store can hold: an int from ``minimum`` (0 unless
+    told) to ``MAX_COUNT``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgumentType(f"{name} must be an int, not {type(value).__name__}")
-    if value < 0:
-        raise InvalidArgument(f"{name} must be >= 0, got {value}")
+    if value < minimum:
+        raise InvalidArgument(f"{name} must be >= {minimum}, got {value}")
     if value > MAX_COUNT:
         raise InvalidArgument(f"{name} must be at most {MAX_COUNT:,} (2**63 - 1)")
     return value

@@ -98,6 +98,13 @@ class ProgressHold:
                 self._saved(job_id, now)
             return taken
 
+    def drop(self, job_id: str) -> None:
+        """Forget what is held for ``job_id`` (the job was deleted)."""
+        with self._lock:
+            self._held.pop(job_id, None)
+            self._due.pop(job_id, None)
+            self._last_save.pop(job_id, None)
+
     def put_back(self, job_id: str, reports: dict[int, HeldReport]) -> None:
         """Hold ``reports`` again after a failed save (newer ones of the same phase win)."""
         with self._lock:

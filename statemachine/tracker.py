@@ -44,8 +44,10 @@ from .runtime import (
     run_actions,
 )
 from .store import (
+    Event,
     HistoryEvent,
     JobCreated,
+    JobDeleted,
     JobRecord,
     JobStatusChanged,
     PhaseChanged,
@@ -288,6 +290,41 @@ class Tracker:
             return job
         raise AssertionError("unreachable: the last attempt returns or raises")
 
+    def delete_job(self, job_id: str) -> JobDeleted:
+        """Delete the stored job ``job_id``: its row, its phases and its history.
+
+        The ``JobDeleted`` event is logged (and announced) like any other change; progress
+        this tracker still holds for the job is dropped. ``JobNotFound`` if there is none.
+        """
+        self._check_open()
+        delete = getattr(self.store, "delete", None)
+        if not callable(delete):
+            raise PhaseKitError(f"store {type(self.store).__name__} cannot delete jobs")
+        for attempt in range(self.conflict_retries + 1):
+            with self._lock_for(job_id):
+                record = self._load(job_id)
+                if record is None:
+                    raise JobNotFound(job_id)
+                self._restore(record)  # a job of another phase set is not this tracker's
+                event = JobDeleted.build(job_id=job_id, version=record.version + 1)
+                try:
+                    delete(job_id, expected_version=record.version, events=[event])
+                except ConcurrentUpdateError:
+                    if attempt == self.conflict_retries:
+                        raise
+                    continue
+                except PhaseKitError:
+                    raise
+                except Exception as exc:
+                    raise PersistenceError(
+                        f"job {job_id!r}: store failed to delete: {exc}"
+                    ) from exc
+                if self._held is not None:
+                    self._held.drop(job_id)
+            self._announce([event])
+            return event
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
     def _refresh(self, job: JobState) -> None:
         adopt(job, self.get_job(job.job_id))
 
@@ -306,7 +343,7 @@ class Tracker:
     def _lock_for(self, job_id: str) -> threading.RLock:
         return self._locks[hash(job_id) % _LOCK_STRIPES]
 
-    def _save(self, job: JobState, record: JobRecord, events: list[HistoryEvent]) -> None:
+    def _save(self, job: JobState, record: JobRecord, events: list[Event]) -> None:
         try:
             self.store.save(record, expected_version=job.version, events=events)
         except PhaseKitError:  # ConcurrentUpdateError, JobNotFound, a store's PersistenceError
@@ -349,7 +386,7 @@ class Tracker:
                         rejected_by=", ".join(f"plugin {name!r}" for name, _ in vetoes),
                     )
             record = record_after(job, change)
-            event = PhaseChanged.build(
+            changed = PhaseChanged.build(
                 job_id=job.job_id,
                 version=record.version,
                 at=change.at,
@@ -359,8 +396,9 @@ class Tracker:
                 dest=dest,
                 error=error,
             )
-            old_status, old_current = aggregate_of(job)
-            self._save(job, record, [event])
+            aggregate = _aggregate_event(job, record, change)
+            events: list[Event] = [changed] if aggregate is None else [changed, aggregate]
+            self._save(job, record, events)
             apply_committed(job, change, record)
             if self._held is not None:
                 self._held.included(job)
@@ -369,8 +407,7 @@ class Tracker:
             run_actions(job, change)
         except Exception as exc:  # the change is committed; report after notifying
             failure = exc
-        self.plugins.phase_changed(event)
-        self._announce_aggregate(job, record, old_status, old_current, change)
+        self._announce(events)
         if failure is not None:
             raise failure
 
@@ -388,56 +425,20 @@ class Tracker:
                 if held.hold_or_save(report):
                     apply_unsaved(job, change)
                     return
-            record = self._save_progress(job, change)
+            record = record_after(job, change)
+            events = _progress_events(job, record, change)
+            self._save(job, record, events)
+            apply_committed(job, change, record)
             if held is not None:
                 held.included(job)
-        self._announce_progress(job, record, change)
+        self._announce(events)
 
-    def _save_progress(self, job: JobState, change: Change) -> JobRecord:
-        record = record_after(job, change)
-        self._save(job, record, [])
-        apply_committed(job, change, record)
-        return record
-
-    def _announce_progress(self, job: JobState, record: JobRecord, change: Change) -> None:
-        if self.plugins.wants("progress_updated"):
-            after = change.after
-            self.plugins.progress_updated(
-                ProgressUpdated.build(
-                    job_id=job.job_id,
-                    version=record.version,
-                    at=change.at,
-                    phase=after.phase_name,
-                    items_processed=after.items_processed,
-                    items_total=after.items_total,
-                    progress=after.progress,
-                    job_progress=record.progress,
-                )
-            )
-
-    def _announce_aggregate(
-        self,
-        job: JobState,
-        record: JobRecord,
-        old_status: str,
-        old_current: str | None,
-        change: Change,
-    ) -> None:
-        if (record.status, record.current_phase) == (old_status, old_current):
-            return
-        if self.plugins.wants("job_status_changed"):
-            self.plugins.job_status_changed(
-                JobStatusChanged.build(
-                    job_id=job.job_id,
-                    version=record.version,
-                    at=change.at,
-                    old_status=old_status,
-                    new_status=record.status,
-                    old_current_phase=old_current,
-                    new_current_phase=record.current_phase,
-                    progress=record.progress,
-                )
-            )
+    def _announce(self, events: Iterable[Event]) -> None:
+        """Call the notification hooks of plugins in this process, event by event."""
+        plugins = self.plugins
+        for event in events:
+            if plugins.wants(event.type):
+                getattr(plugins, event.type)(event)
 
     def flush(self) -> None:
         """Save the progress reports coalescing holds, and announce them.
@@ -493,16 +494,16 @@ class Tracker:
                 if not changes:
                     return
                 record = job.to_record().replace(version=stored.version + 1)
+                events = _merged_progress_events(stored, record, changes)
                 try:
-                    self._save(job, record, [])
+                    self._save(job, record, events)
                 except ConcurrentUpdateError:
                     continue
                 mark_saved(job, record)
                 for report in reports.values():
                     if report.job.version == stored.version:  # no one wrote since its copy
                         mark_saved(report.job, record)
-            for change in changes:
-                self._announce_progress(job, record, change)
+            self._announce(events)
             return
         raise PersistenceError(
             f"job {job_id!r} changed {self.conflict_retries + 1} times while its held progress "
@@ -571,6 +572,66 @@ def _could_exist(job_id: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _aggregate_event(job: JobState, record: JobRecord, change: Change) -> JobStatusChanged | None:
+    """The ``JobStatusChanged`` of a commit that moves the job from ``job`` to ``record``."""
+    old_status, old_current = aggregate_of(job)
+    if (record.status, record.current_phase) == (old_status, old_current):
+        return None
+    return JobStatusChanged.build(
+        job_id=job.job_id,
+        version=record.version,
+        at=change.at,
+        old_status=old_status,
+        new_status=record.status,
+        old_current_phase=old_current,
+        new_current_phase=record.current_phase,
+        progress=record.progress,
+    )
+
+
+def _progress_event(job_id: str, record: JobRecord, change: Change) -> ProgressUpdated:
+    after = change.after
+    return ProgressUpdated.build(
+        job_id=job_id,
+        version=record.version,
+        at=change.at,
+        phase=after.phase_name,
+        items_processed=after.items_processed,
+        items_total=after.items_total,
+        progress=after.progress,
+        job_progress=record.progress,
+    )
+
+
+def _progress_events(job: JobState, record: JobRecord, change: Change) -> list[Event]:
+    """The events of one committed progress report: its ``ProgressUpdated``, and the
+    ``JobStatusChanged`` when the aggregate moved (a rule may read the counters)."""
+    aggregate = _aggregate_event(job, record, change)
+    progress = _progress_event(job.job_id, record, change)
+    return [progress] if aggregate is None else [progress, aggregate]
+
+
+def _merged_progress_events(
+    stored: JobRecord, record: JobRecord, changes: list[Change]
+) -> list[Event]:
+    """The events of held reports merged into ``stored`` and saved as ``record``."""
+    events: list[Event] = [_progress_event(record.job_id, record, c) for c in changes]
+    if (record.status, record.current_phase) != (stored.status, stored.current_phase):
+        events.append(
+            JobStatusChanged.build(
+                job_id=record.job_id,
+                version=record.version,
+                at=changes[-1].at,
+                old_status=stored.status,
+                new_status=record.status,
+                old_current_phase=stored.current_phase,
+                new_current_phase=record.current_phase,
+                progress=record.progress,
+            )
+        )
+    return events
 
 
 def _merge(job: JobState, item: tuple[int, HeldReport]) -> Change | None:

@@ -48,6 +48,10 @@ class Recorder:
     def job_status_changed(self, event: statemachine.JobStatusChanged) -> None:
         self.events.append(event)
 
+    @hookimpl
+    def job_deleted(self, event: statemachine.JobDeleted) -> None:
+        self.events.append(event)
+
     @property
     def types(self) -> list[str]:
         return [e.type for e in self.events]
@@ -209,3 +213,188 @@ def row_locked(store: SQLStore, url: str, job_id: str) -> Iterator[None]:
     finally:
         holder.rollback()
         holder.close()
+
+
+# -- Brokers: Redis and NATS JetStream when a server answers ----------------------------------
+
+REDIS_URL_ENV = "PHASEKIT_REDIS_URL"
+NATS_URL_ENV = "PHASEKIT_NATS_URL"
+REDIS_DEFAULT_URL = "redis://127.0.0.1:6379/0"
+NATS_DEFAULT_URL = "nats://127.0.0.1:4222"
+
+
+def shown_url(url: str) -> str:
+    """A broker URL without its user, password or token, for messages."""
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+@functools.cache
+def _find_redis() -> tuple[str | None, str]:
+    """The Redis server of this run, and how it was found (once per run)."""
+    url = os.environ.get(REDIS_URL_ENV, "").strip()
+    how = f"from {REDIS_URL_ENV}" if url else "found on the default address"
+    url = url or REDIS_DEFAULT_URL
+    try:
+        import redis  # noqa: PLC0415 (only the Redis tests need it)
+
+        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:  # no driver, no server, a wrong password
+        return None, (
+            f"no Redis answered on {shown_url(url)} ({type(exc).__name__}); "
+            f"set {REDIS_URL_ENV}=redis://host:port/db to run them"
+        )
+    return url, how
+
+
+@functools.cache
+def _find_nats() -> tuple[str | None, str]:
+    """The NATS server (with JetStream) of this run, and how it was found (once per run)."""
+    url = os.environ.get(NATS_URL_ENV, "").strip()
+    how = f"from {NATS_URL_ENV}" if url else "found on the default address"
+    url = url or NATS_DEFAULT_URL
+
+    async def quiet(exc: Exception) -> None:
+        """nats-py would log a refused connection as an error, with a traceback."""
+
+    async def probe() -> None:
+        import nats  # noqa: PLC0415 (only the NATS tests need it)
+
+        client = await nats.connect(
+            url,
+            connect_timeout=2,
+            allow_reconnect=False,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0,
+            error_cb=quiet,
+        )
+        try:
+            await client.jetstream(timeout=2).account_info()
+        finally:
+            await client.close()
+
+    try:
+        import asyncio  # noqa: PLC0415
+
+        asyncio.run(asyncio.wait_for(probe(), 5))
+    except Exception as exc:  # no driver, no server, JetStream not enabled
+        return None, (
+            f"no NATS server with JetStream answered on {shown_url(url)} "
+            f"({type(exc).__name__}); set {NATS_URL_ENV}=nats://host:port to run them"
+        )
+    return url, how
+
+
+_BROKERS = {"Redis": _find_redis, "NATS": _find_nats}
+
+
+def _broker_url(name: str) -> str:
+    url, how = _BROKERS[name]()
+    if url:
+        return url
+    if running_in_ci():
+        pytest.fail(f"{name} tests must run in CI: {how}", pytrace=False)
+    pytest.skip(f"{name} tests need a server: {how}")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis server of the tests; skips the test without one (fails it in CI)."""
+    return _broker_url("Redis")
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    """The NATS server (JetStream on) of the tests; skips without one (fails it in CI)."""
+    return _broker_url("NATS")
+
+
+class _BrokerSummary:
+    """Says once which Redis and NATS servers the run used, or why their tests were skipped."""
+
+    @staticmethod
+    def pytest_terminal_summary(terminalreporter: Any) -> None:
+        for name, find in _BROKERS.items():
+            if not find.cache_info().currsize:
+                continue  # none of its tests ran
+            url, how = find()
+            if url:
+                terminalreporter.write_line(f"{name} tests ran on {shown_url(url)} ({how})")
+            elif running_in_ci():
+                terminalreporter.write_line(f"{name} tests failed, as CI requires them: {how}")
+            else:
+                terminalreporter.write_line(f"{name} tests skipped: {how}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A plugin object of its own, so the PostgreSQL summary above keeps its hook.
+    config.pluginmanager.register(_BrokerSummary(), "phasekit-broker-summary")
+
+
+@pytest.fixture
+def broker_events() -> list[statemachine.Event]:
+    """One event of each type, of a job whose id no NATS subject could hold."""
+    job = "job 7.*>ü"
+    return [
+        statemachine.JobCreated(
+            job_id=job,
+            version=1,
+            spec="ingestion",
+            phases=["discovery", "loading"],
+            initial_status="not_started",
+            metadata={"source": "s3://bucket/key", "tags": ["a", "ü"]},
+        ),
+        statemachine.PhaseChanged(
+            job_id=job,
+            version=2,
+            phase="discovery",
+            trigger="start",
+            source="not_started",
+            dest="running",
+        ),
+        statemachine.ProgressUpdated(
+            job_id=job,
+            version=3,
+            phase="discovery",
+            items_processed=5,
+            items_total=None,
+            progress=2.5,
+            job_progress=0.6,
+        ),
+        statemachine.JobStatusChanged(
+            job_id=job,
+            version=3,
+            old_status="not_started",
+            new_status="running",
+            old_current_phase=None,
+            new_current_phase="discovery",
+            progress=0.6,
+        ),
+        statemachine.JobDeleted(job_id=job, version=4),
+    ]
+
+
+@pytest.fixture
+def refused_port() -> int:
+    """A loopback port nothing listens on: connecting is refused at once."""
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port that accepts connections and never answers on them."""
+    import socket  # noqa: PLC0415
+
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as sock:
+        yield int(sock.getsockname()[1])

@@ -40,6 +40,7 @@ def test_hook_names_are_the_contract() -> None:
         "phase_changed",
         "progress_updated",
         "job_status_changed",
+        "job_deleted",
     }
 
 
@@ -343,25 +344,25 @@ def test_hook_job_status_changed(tracker: Tracker, recorder: Recorder) -> None:
     assert changes[1].progress == 25.0
 
 
-def test_no_event_is_built_when_no_plugin_implements_its_hook(
-    ingestion: PhaseSet, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    built: list[str] = []
+def test_plugins_get_the_very_events_the_store_logged(tracker: Tracker, recorder: Recorder) -> None:
+    job = tracker.create_job("j")
+    job.phases["discovery"].start()
+    job.phases["discovery"].update_progress(items_processed=1, items_total=2)
+    store = tracker.store
+    assert isinstance(store, statemachine.EventLog)
+    logged = [e.event for e in store.read_events()]
+    assert [e.event_id for e in logged] == [e.event_id for e in recorder.events]
+    assert logged == recorder.events
 
-    class Counting(statemachine.ProgressUpdated):
-        @classmethod
-        def build(cls, **values: Any) -> Any:
-            built.append("x")
-            return super().build(**values)
 
-    monkeypatch.setattr("statemachine.tracker.ProgressUpdated", Counting)
-    with Tracker(ingestion, load_entrypoints=False) as tracker:
-        phase = tracker.create_job("j").phases["discovery"]
-        phase.start()
-        phase.update_progress(items_processed=1, items_total=2)
-    assert built == []
-    with Tracker(ingestion, plugins=[Recorder()], load_entrypoints=False) as tracker:
-        phase = tracker.create_job("j").phases["discovery"]
-        phase.start()
-        phase.update_progress(items_processed=1, items_total=2)
-    assert built == ["x"]
+def test_hook_job_deleted(tracker: Tracker, recorder: Recorder) -> None:
+    tracker.create_job("j").phases["discovery"].start()
+    deleted = tracker.delete_job("j")
+    assert recorder.events[-1] == deleted
+    assert isinstance(deleted, statemachine.JobDeleted)
+    assert (deleted.job_id, deleted.version) == ("j", 3)
+    with pytest.raises(statemachine.JobNotFound):
+        tracker.get_job("j")
+    assert tracker.history("j") == []
+    with pytest.raises(statemachine.JobNotFound):
+        tracker.delete_job("j")

@@ -170,9 +170,13 @@ def test_sqlite_synchronous_full_and_busy_timeout_are_options(tmp_path: Path) ->
 def test_tables_indexes_and_prefix_are_in_the_store_metadata(tmp_path: Path) -> None:
     store = SQLStore(f"sqlite:///{tmp_path}/x.db", table_prefix="pk_")
     assert sorted(store.metadata.tables) == [
+        "pk_dead_letters",
+        "pk_event_sequence",
+        "pk_events",
         "pk_history",
         "pk_jobs",
         "pk_phases",
+        "pk_relay_cursors",
         "pk_schema",
         "pk_specs",
     ]
@@ -180,7 +184,7 @@ def test_tables_indexes_and_prefix_are_in_the_store_metadata(tmp_path: Path) -> 
     names = inspect(store.engine).get_table_names()
     indexes = {i["name"] for i in inspect(store.engine).get_indexes("pk_jobs")}
     store.close()
-    assert sorted(names) == ["pk_history", "pk_jobs", "pk_phases", "pk_schema", "pk_specs"]
+    assert sorted(names) == sorted(store.metadata.tables)
     assert indexes == {"ix_pk_jobs_updated", "ix_pk_jobs_status_updated", "ix_pk_jobs_spec_updated"}
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from statemachine import StoreFactory, hookimpl
 
 from .engine import configure_sqlite, create_store_engine, store_url
-from .schema import Tables, UTCDateTime, build_tables
+from .schema import Tables, UTCDateTime, build_tables, tables_metadata
 from .store import SQLStore
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "create_store_engine",
     "register_stores",
     "store_url",
+    "tables_metadata",
 ]
 
 

@@ -8,11 +8,18 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, bindparam, select
 from sqlalchemy.engine import Row
 
-from statemachine import HistoryEvent, JobRecord, PhaseChanged, PhaseRecord
+from statemachine import Event, HistoryEvent, JobRecord, PhaseChanged, PhaseRecord
 
 from .schema import Tables
 
-__all__ = ["JobQueries", "event_params", "job_params", "phase_params", "records_from_rows"]
+__all__ = [
+    "JobQueries",
+    "event_params",
+    "job_params",
+    "log_params",
+    "phase_params",
+    "records_from_rows",
+]
 
 
 def job_params(record: JobRecord) -> dict[str, Any]:
@@ -50,8 +57,9 @@ def phase_params(job_id: str, position: int, phase: PhaseRecord) -> dict[str, An
     }
 
 
-def event_params(event: HistoryEvent) -> dict[str, Any]:
-    """The history row of ``event``: the event as JSON, and its fields worth querying."""
+def event_params(event: HistoryEvent, data: str) -> dict[str, Any]:
+    """The history row of ``event`` (``data`` is its JSON): the event and its fields worth
+    querying."""
     changed = event if isinstance(event, PhaseChanged) else None
     return {
         "job_id": event.job_id,
@@ -63,7 +71,19 @@ def event_params(event: HistoryEvent) -> dict[str, Any]:
         "dest": changed.dest if changed else None,
         "error": changed.error if changed else None,
         "at": event.at,
-        "event": event.model_dump_json(),
+        "event": data,
+    }
+
+
+def log_params(event: Event, data: str) -> dict[str, Any]:
+    """The event log row of ``event`` (``data`` is its JSON)."""
+    return {
+        "event_id": event.event_id,
+        "job_id": event.job_id,
+        "event_type": event.type,
+        "version": event.version,
+        "at": event.at,
+        "event": data,
     }
 
 

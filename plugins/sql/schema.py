@@ -27,7 +27,15 @@ from sqlalchemy.types import TypeDecorator
 
 from statemachine import InvalidArgument, InvalidArgumentType
 
-__all__ = ["SCHEMA_VERSION", "Tables", "UTCDateTime", "build_tables", "check_identifier"]
+__all__ = [
+    "NAMING_CONVENTION",
+    "SCHEMA_VERSION",
+    "Tables",
+    "UTCDateTime",
+    "build_tables",
+    "check_identifier",
+    "tables_metadata",
+]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -104,8 +112,19 @@ def _as_utc(value: datetime) -> datetime:
 
 
 #: The version of the store's tables. A store records it in its ``<prefix>schema`` table and
-#: refuses, before writing anything, tables that record another one.
-SCHEMA_VERSION = 1
+#: refuses, before writing anything, tables that record another one. Version 2 added the
+#: event log, the relay's cursors and the dead letters; a store that may create tables
+#: upgrades version 1 tables by adding those (nothing else changed).
+SCHEMA_VERSION = 2
+
+#: Constraint names, so that a host's migrations name them the same on every database.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +137,15 @@ class Tables:
     history: Table
     specs: Table
     schema_info: Table
+    events: Table
+    event_sequence: Table
+    relay_cursors: Table
+    dead_letters: Table
+
+    @property
+    def added_in_version_2(self) -> tuple[Table, ...]:
+        """The tables version 2 added (an upgrade from version 1 creates them)."""
+        return (self.events, self.event_sequence, self.relay_cursors, self.dead_letters)
 
 
 def build_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables:
@@ -125,7 +153,7 @@ def build_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables
     check_identifier(prefix, "table_prefix", allow_empty=True)
     if schema is not None:
         check_identifier(schema, "schema")
-    metadata = MetaData(schema=schema)
+    metadata = MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
     jobs_name = f"{prefix}jobs"
     jobs_ref = f"{schema}.{jobs_name}" if schema else jobs_name
 
@@ -217,6 +245,71 @@ def build_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables
         Column("version", Integer, nullable=False),
         comment="The version of these tables (one row, name 'phasekit').",
     )
+    events = Table(
+        f"{prefix}events",
+        metadata,
+        # The order of insertion; never reused, even once the log is pruned (AUTOINCREMENT).
+        Column(
+            "id",
+            BigInteger().with_variant(Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        # The order of commit. SQLite commits one transaction at a time, so a commit sets it
+        # to its row's id. On PostgreSQL, transactions commit in another order than they
+        # insert: a reader numbers the committed rows that have none yet, one reader at a
+        # time (the event_sequence row is the lock), so a position, once seen, has no
+        # smaller one appearing after it.
+        Column("position", BigInteger, nullable=True),
+        Column("event_id", String, nullable=False),
+        Column("job_id", String, nullable=False),
+        Column("event_type", String, nullable=False),
+        Column("version", BigInteger, nullable=False),
+        Column("at", UTCDateTime, nullable=False),
+        Column("event", Text, nullable=False),
+        comment="The event log: every committed event, in commit order (position).",
+        sqlite_autoincrement=True,
+    )
+    Index(f"ix_{prefix}events_position", events.c.position, unique=True)
+    Index(
+        f"ix_{prefix}events_unnumbered",
+        events.c.id,
+        postgresql_where=events.c.position.is_(None),
+        sqlite_where=events.c.position.is_(None),
+    )
+    event_sequence = Table(
+        f"{prefix}event_sequence",
+        metadata,
+        Column("name", String, primary_key=True),
+        Column("position", BigInteger, nullable=False),
+        comment="The last position given to an event (one row, name 'events').",
+    )
+    relay_cursors = Table(
+        f"{prefix}relay_cursors",
+        metadata,
+        Column("notifier", String, primary_key=True),
+        Column("position", BigInteger, nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("retry_at", UTCDateTime, nullable=True),
+        Column("disabled", Text, nullable=True),
+        Column("last_error", Text, nullable=True),
+        Column("owner", String, nullable=True),
+        Column("lease_until", UTCDateTime, nullable=True),
+        Column("updated_at", UTCDateTime, nullable=False),
+        comment="Per notifier: the last position delivered, retries, and the relay's lease.",
+    )
+    dead_letters = Table(
+        f"{prefix}dead_letters",
+        metadata,
+        Column("notifier", String, primary_key=True),
+        Column("position", BigInteger, primary_key=True),
+        Column("event_id", String, nullable=False),
+        Column("event", Text, nullable=False),
+        Column("reason", Text, nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("at", UTCDateTime, nullable=False),
+        comment="Events a notifier could not deliver, kept until delivered again.",
+    )
     return Tables(
         metadata=metadata,
         jobs=jobs,
@@ -224,4 +317,19 @@ def build_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables
         history=history,
         specs=specs,
         schema_info=schema_info,
+        events=events,
+        event_sequence=event_sequence,
+        relay_cursors=relay_cursors,
+        dead_letters=dead_letters,
     )
+
+
+def tables_metadata(table_prefix: str = "phasekit_", schema: str | None = None) -> MetaData:
+    """The SQL store's tables as SQLAlchemy ``MetaData``, for a host's own migrations.
+
+    ``alembic revision --autogenerate`` against it gives a migration that creates exactly
+    the tables ``SQLStore(..., table_prefix=..., schema=...)`` uses; open the store with
+    ``create_tables=False`` then. The ``<prefix>schema`` table is part of it: a store checks
+    the version recorded there when it opens (and records it in tables without one).
+    """
+    return build_tables(table_prefix, schema).metadata

@@ -93,6 +93,7 @@ PHASE_COLUMNS = (
     "updated_at",
     "error",
 )
+EVENT_COLUMNS = ("event_id", "job_id", "event_type", "version", "at", "event")
 HISTORY_COLUMNS = (
     "job_id",
     "version",
@@ -111,7 +112,9 @@ class WriteStatements:
     """Every statement of ``create`` and ``save``, compiled for one dialect."""
 
     __slots__ = (
+        "delete_job",
         "delete_phases",
+        "insert_event",
         "insert_history",
         "insert_job",
         "insert_phase",
@@ -121,13 +124,21 @@ class WriteStatements:
     )
 
     def __init__(self, tables: Tables, dialect: Dialect) -> None:
-        jobs, phases, history = tables.jobs, tables.phases, tables.history
+        jobs, phases, history, events = tables.jobs, tables.phases, tables.history, tables.events
         self.insert_job = Prepared(insert(jobs), dialect, ("job_id", *JOB_COLUMNS))
         self.insert_phase = Prepared(
             insert(phases), dialect, ("job_id", "phase_name", *PHASE_COLUMNS)
         )
         # inline: no RETURNING of the generated id, which nobody reads.
         self.insert_history = Prepared(insert(history).inline(), dialect, HISTORY_COLUMNS)
+        self.insert_event = Prepared(insert(events).inline(), dialect, EVENT_COLUMNS)
+        self.delete_job = Prepared(
+            delete(jobs).where(
+                jobs.c.job_id == bindparam("b_job_id"),
+                jobs.c.version == bindparam("b_expected_version"),
+            ),
+            dialect,
+        )
         # The compare-and-swap: it matches no row unless the stored version is the expected one.
         self.update_job = Prepared(
             update(jobs).where(

@@ -3,29 +3,35 @@
 from __future__ import annotations
 
 import builtins
+import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
-from sqlalchemy import MetaData, bindparam, inspect, select, text
+from sqlalchemy import MetaData, bindparam, delete, func, inspect, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.schema import CreateSchema
 
 from statemachine import (
+    HISTORY_TYPES,
     ConcurrentUpdateError,
+    DeadLetter,
+    Event,
     HistoryEvent,
     InvalidArgument,
     InvalidArgumentType,
-    JobCreated,
     JobExists,
     JobNotFound,
     JobRecord,
+    LoggedEvent,
     PersistenceError,
-    PhaseChanged,
+    RelayCursor,
     parse_event,
 )
 
@@ -37,7 +43,14 @@ from .engine import (
     create_store_engine,
     display_url,
 )
-from .rows import JobQueries, event_params, job_params, phase_params, records_from_rows
+from .rows import (
+    JobQueries,
+    event_params,
+    job_params,
+    log_params,
+    phase_params,
+    records_from_rows,
+)
 from .schema import SCHEMA_VERSION, Tables, build_tables
 from .statements import WriteStatements
 
@@ -46,6 +59,8 @@ _MAX_INTEGER = 2**63 - 1
 
 __all__ = ["SQLStore"]
 
+log = logging.getLogger("phasekit")
+
 
 #: Jobs per query of ``load_many`` (SQLite allows 32,766 parameters; PostgreSQL 65,535).
 LOAD_MANY_CHUNK = 500
@@ -53,6 +68,10 @@ LOAD_MANY_CHUNK = 500
 KNOWN_RECORDS = 4096
 # Serialises table creation between processes on PostgreSQL (an advisory lock key).
 _CREATE_LOCK_KEY = 0x7068617365
+#: Events a reader numbers in one step on PostgreSQL (see the events table).
+NUMBER_BATCH = 10_000
+#: How long a SQLite reader waiting for events sleeps between looks (the longest, seconds).
+SQLITE_POLL = 0.25
 
 
 class SQLStore:
@@ -76,6 +95,7 @@ class SQLStore:
         busy_timeout: float = 30.0,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT,
+        notify: bool = True,
         engine_options: Mapping[str, Any] | None = None,
     ) -> None:
         if (url is None) == (engine is None):
@@ -128,6 +148,21 @@ class SQLStore:
         self._ready_lock = threading.Lock()
         self._ready = False
         self._closed = False
+        if not isinstance(notify, bool):
+            raise InvalidArgumentType(f"notify must be true or false, not {notify!r}")
+        #: The PostgreSQL channel a commit sends a NOTIFY on (a wake-up hint for readers of
+        #: the log), or None.
+        self.channel = _channel(table_prefix, schema) if notify and not self._sqlite else None
+        self._committed = threading.Condition()  # this process's own commits wake its readers
+        self._commit_count = 0
+        events = self.tables.events
+        self._number_sqlite = str(
+            update(events)
+            .where(events.c.position.is_(None))
+            .values(position=events.c.id)
+            .compile(dialect=engine.dialect)
+        )
+        self._listener: _Listener | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLStore:
@@ -141,7 +176,7 @@ class SQLStore:
 
     # -- the Store protocol ------------------------------------------------------------------
 
-    def create(self, record: JobRecord, events: Sequence[HistoryEvent]) -> None:
+    def create(self, record: JobRecord, events: Sequence[Event]) -> None:
         """Insert the job, its phases and its creation events in one transaction."""
         self._prepare()
         w = self._writes
@@ -149,7 +184,7 @@ class SQLStore:
         try:  # values are converted before the transaction, to hold the write lock briefly
             job = w.insert_job.args(job_params(record))
             phases = self._phase_rows(record)
-            history = self._history_rows(events)
+            rows = self._event_rows(events)
         except (ValueError, TypeError) as exc:
             raise self._failure(exc, doing) from exc
         try:
@@ -160,14 +195,13 @@ class SQLStore:
                     raise JobExists(record.job_id) from None
                 if phases:
                     cursor.executemany(w.insert_phase.sql, phases)
-                self._append(cursor, history)
+                self._append(cursor, rows)
         except self._dbapi.Error as exc:
             raise self._failure(exc, doing) from exc
         self._remember(record)
+        self._wake(rows)
 
-    def save(
-        self, record: JobRecord, *, expected_version: int, events: Sequence[HistoryEvent]
-    ) -> None:
+    def save(self, record: JobRecord, *, expected_version: int, events: Sequence[Event]) -> None:
         """Replace the job if it is at ``expected_version``, and append ``events``; atomic."""
         self._prepare()
         w = self._writes
@@ -180,7 +214,7 @@ class SQLStore:
             cas = w.update_job.args(job)
             changed = self._changed_phases(record, expected_version)
             phases = self._phase_rows(record) if changed is None else w.update_phase.many(changed)
-            history = self._history_rows(events)
+            rows = self._event_rows(events)
         except (ValueError, TypeError) as exc:
             raise self._failure(exc, doing) from exc
         try:
@@ -200,7 +234,7 @@ class SQLStore:
                         cursor.executemany(w.insert_phase.sql, phases)
                 else:
                     _execute_rows(cursor, w.update_phase.sql, phases)
-                self._append(cursor, history)
+                self._append(cursor, rows)
         except self._dbapi.Error as exc:
             self._forget(job_id)  # the commit may or may not have happened
             raise self._failure(exc, doing) from exc
@@ -208,6 +242,39 @@ class SQLStore:
             self._forget(job_id)
             raise
         self._remember(record)
+        self._wake(rows)
+
+    def delete(self, job_id: str, *, expected_version: int, events: Sequence[Event]) -> None:
+        """Delete the job at ``expected_version`` (its phases and history with it) and log
+        ``events`` (its ``JobDeleted``); atomic, like ``save``."""
+        self._prepare()
+        w = self._writes
+        doing = f"delete job {job_id!r}"
+        try:
+            rows = self._event_rows(events)
+        except (ValueError, TypeError) as exc:
+            raise self._failure(exc, doing) from exc
+        try:
+            with self._transaction() as cursor:
+                cursor.execute(
+                    w.delete_job.sql,
+                    w.delete_job.args({"b_job_id": job_id, "b_expected_version": expected_version}),
+                )
+                if cursor.rowcount != 1:
+                    cursor.execute(w.version_of.sql, w.version_of.args({"b_job_id": job_id}))
+                    row = cursor.fetchone()
+                    if row is None:
+                        raise JobNotFound(job_id)
+                    raise ConcurrentUpdateError(
+                        job_id, expected_version=expected_version, actual_version=int(row[0])
+                    )
+                # Phases and history go with the job (ON DELETE CASCADE).
+                self._append(cursor, rows)
+        except self._dbapi.Error as exc:
+            raise self._failure(exc, doing) from exc
+        finally:
+            self._forget(job_id)
+        self._wake(rows)
 
     def load(self, job_id: str) -> JobRecord | None:
         """The job as stored now, or None."""
@@ -260,7 +327,7 @@ class SQLStore:
         events: builtins.list[HistoryEvent] = []
         for (data,) in rows:
             event = parse_event(data)
-            if isinstance(event, JobCreated | PhaseChanged):
+            if isinstance(event, HISTORY_TYPES):
                 events.append(event)
         return events
 
@@ -269,6 +336,11 @@ class SQLStore:
         with self._ready_lock:
             self._closed = True
             self._ready = False
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
+        with self._committed:
+            self._committed.notify_all()
         if self._owns_engine:
             self.engine.dispose()
 
@@ -305,6 +377,275 @@ class SQLStore:
             return None
         definition: dict[str, Any] = dict(rows[0][0])
         return definition
+
+    # -- EventLog ----------------------------------------------------------------------------
+
+    def read_events(self, after: int = 0, *, limit: int = 1000) -> builtins.list[LoggedEvent]:
+        """Up to ``limit`` events at positions above ``after``, in commit order."""
+        for name, value in (("after", after), ("limit", limit)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidArgumentType(f"{name} must be an int, not {type(value).__name__}")
+        if limit < 1 or limit > _MAX_INTEGER:
+            raise InvalidArgument(f"limit must be from 1 to {_MAX_INTEGER:,}, not {limit}")
+        self._number()
+        events = self.tables.events
+        query = (
+            select(events.c.position, events.c.event)
+            .where(events.c.position > bindparam("after"))
+            .order_by(events.c.position)
+            .limit(bindparam("limit"))
+        )
+        rows = self._fetch(query, {"after": after, "limit": limit}, "read the event log")
+        return [LoggedEvent(int(position), parse_event(data)) for position, data in rows]
+
+    def last_position(self) -> int:
+        """The highest position a reader can see now (0 for an empty log)."""
+        self._number()
+        if self._sqlite:
+            # AUTOINCREMENT keeps the last id given, even once the log is pruned.
+            query: Any = text("SELECT seq FROM sqlite_sequence WHERE name = :name")
+            rows = self._fetch(query, {"name": self.tables.events.name}, "read the event log")
+        else:
+            seq = self.tables.event_sequence
+            query = select(seq.c.position).where(seq.c.name == "events")
+            rows = self._fetch(query, {}, "read the event log")
+        return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+    def prune_events(self, *, before: datetime) -> int:
+        """Remove events committed before ``before`` that every relay cursor has passed."""
+        if not isinstance(before, datetime) or before.tzinfo is None:
+            raise InvalidArgumentType("before must be a timezone-aware datetime")
+        events, cursors = self.tables.events, self.tables.relay_cursors
+        passed = select(func.min(cursors.c.position)).scalar_subquery()
+        statement = delete(events).where(
+            events.c.position.is_not(None),
+            events.c.at < before,
+            (events.c.position <= passed)
+            | (select(func.count()).select_from(cursors).scalar_subquery() == 0),
+        )
+        self._prepare()
+        try:
+            with self._write_engine.begin() as conn:
+                return int(conn.execute(statement).rowcount or 0)
+        except SQLAlchemyError as exc:
+            raise self._failure(exc, "prune the event log") from exc
+
+    def wait_for_events(self, after: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for an event above ``after``; whether one came.
+
+        A hint for readers: on PostgreSQL a LISTEN on the store's channel wakes it, on SQLite
+        this process's own commits do; otherwise it looks again every ``SQLITE_POLL``.
+        """
+        deadline = time.monotonic() + max(0.0, timeout)
+        listener = self._listen()
+        while True:
+            signals = (listener.generation if listener else 0, self._commit_count)
+            if self.last_position() > after:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0 or self._closed:
+                return False
+            step = left if listener is not None else min(left, SQLITE_POLL)
+            if listener is not None:
+                listener.wait_past(signals[0], step)
+            else:
+                with self._committed:
+                    self._committed.wait_for(partial(self._committed_since, signals[1]), step)
+
+    def _committed_since(self, count: int) -> bool:
+        return self._commit_count != count
+
+    def _listen(self) -> _Listener | None:
+        if self.channel is None:
+            return None
+        with self._ready_lock:
+            if self._listener is None and not self._closed:
+                self._listener = _Listener(self.engine, self.channel)
+            return self._listener
+
+    def _number(self) -> None:
+        """Give positions to committed events without one (PostgreSQL), in insertion order.
+
+        One reader at a time numbers (it locks the event_sequence row), in a statement that
+        starts once it holds the lock, so it sees every row the one before it numbered.
+        """
+        self._prepare()
+        if self._sqlite:
+            return
+        events, seq = self.tables.events, self.tables.event_sequence
+        waiting = select(events.c.id).where(events.c.position.is_(None)).limit(1)
+        try:
+            with self.engine.connect() as conn:
+                if conn.execute(waiting).first() is None:
+                    return
+            with self._write_engine.begin() as conn:
+                base = conn.execute(
+                    select(seq.c.position).where(seq.c.name == "events").with_for_update()
+                ).scalar_one()
+                todo = (
+                    select(
+                        events.c.id,
+                        func.row_number().over(order_by=events.c.id).label("n"),
+                    )
+                    .where(events.c.position.is_(None))
+                    .order_by(events.c.id)
+                    .limit(NUMBER_BATCH)
+                    .subquery()
+                )
+                numbered = (
+                    conn.execute(
+                        update(events)
+                        .where(events.c.id == todo.c.id, events.c.position.is_(None))
+                        .values(position=base + todo.c.n)
+                        .returning(events.c.position)
+                    )
+                    .scalars()
+                    .all()
+                )
+                if numbered:
+                    conn.execute(
+                        update(seq).where(seq.c.name == "events").values(position=max(numbered))
+                    )
+        except SQLAlchemyError as exc:
+            raise self._failure(exc, "number the event log") from exc
+
+    # -- RelayLedger -------------------------------------------------------------------------
+
+    def claim_cursor(self, notifier: str, owner: str, *, lease: float) -> RelayCursor | None:
+        """Take or renew ``notifier``'s lease for ``owner``; None when another holds it."""
+        cursors = self.tables.relay_cursors
+        now = datetime.now(UTC)
+        insert = (sqlite.insert if self._sqlite else postgresql.insert)(cursors)
+        fresh = {
+            "notifier": notifier,
+            "position": 0,
+            "attempts": 0,
+            "owner": None,
+            "lease_until": None,
+            "updated_at": now,
+        }
+        self._prepare()
+        try:
+            with self._write_engine.begin() as conn:
+                conn.execute(insert.on_conflict_do_nothing(index_elements=["notifier"]), fresh)
+                query = select(cursors).where(cursors.c.notifier == notifier)
+                if not self._sqlite:
+                    query = query.with_for_update()
+                row = conn.execute(query).one()
+                held = row.owner not in (None, owner)
+                if held and row.lease_until is not None and row.lease_until > now:
+                    return None
+                until = now + timedelta(seconds=lease)
+                conn.execute(
+                    update(cursors)
+                    .where(cursors.c.notifier == notifier)
+                    .values(owner=owner, lease_until=until)
+                )
+        except SQLAlchemyError as exc:
+            raise self._failure(exc, f"claim the relay cursor of {notifier!r}") from exc
+        return _cursor(row, owner=owner, lease_until=until)
+
+    def save_cursor(
+        self,
+        cursor: RelayCursor,
+        owner: str,
+        *,
+        lease: float,
+        dead_letter: DeadLetter | None = None,
+    ) -> bool:
+        """Store ``cursor`` and renew the lease if ``owner`` holds it, with ``dead_letter``."""
+        cursors, dead = self.tables.relay_cursors, self.tables.dead_letters
+        now = datetime.now(UTC)
+        self._prepare()
+        try:
+            with self._write_engine.begin() as conn:
+                saved = conn.execute(
+                    update(cursors)
+                    .where(cursors.c.notifier == cursor.notifier, cursors.c.owner == owner)
+                    .values(
+                        position=cursor.position,
+                        attempts=cursor.attempts,
+                        retry_at=cursor.retry_at,
+                        disabled=cursor.disabled,
+                        last_error=cursor.last_error,
+                        lease_until=now + timedelta(seconds=lease),
+                        updated_at=now,
+                    )
+                )
+                if saved.rowcount != 1:
+                    return False
+                if dead_letter is not None:
+                    insert = (sqlite.insert if self._sqlite else postgresql.insert)(dead)
+                    conn.execute(
+                        insert.on_conflict_do_nothing(index_elements=["notifier", "position"]),
+                        {
+                            "notifier": dead_letter.notifier,
+                            "position": dead_letter.position,
+                            "event_id": dead_letter.event.event_id,
+                            "event": dead_letter.event.model_dump_json(),
+                            "reason": dead_letter.reason,
+                            "attempts": dead_letter.attempts,
+                            "at": dead_letter.at,
+                        },
+                    )
+        except SQLAlchemyError as exc:
+            raise self._failure(exc, f"save the relay cursor of {cursor.notifier!r}") from exc
+        return True
+
+    def release_cursor(self, notifier: str, owner: str) -> None:
+        """Give up ``owner``'s lease on ``notifier``."""
+        cursors = self.tables.relay_cursors
+        self._prepare()
+        try:
+            with self._write_engine.begin() as conn:
+                conn.execute(
+                    update(cursors)
+                    .where(cursors.c.notifier == notifier, cursors.c.owner == owner)
+                    .values(owner=None, lease_until=None)
+                )
+        except SQLAlchemyError as exc:
+            raise self._failure(exc, f"release the relay cursor of {notifier!r}") from exc
+
+    def relay_cursors(self) -> builtins.list[RelayCursor]:
+        """Every notifier's cursor, by name."""
+        cursors = self.tables.relay_cursors
+        rows = self._fetch(
+            select(cursors).order_by(cursors.c.notifier), {}, "read the relay cursors"
+        )
+        return [_cursor(row) for row in rows]
+
+    def dead_letters(
+        self, notifier: str | None = None, *, limit: int = 1000
+    ) -> builtins.list[DeadLetter]:
+        """Dead letters, oldest position first, of one notifier or of all."""
+        dead = self.tables.dead_letters
+        query = select(dead).order_by(dead.c.position, dead.c.notifier).limit(limit)
+        if notifier is not None:
+            query = query.where(dead.c.notifier == notifier)
+        rows = self._fetch(query, {}, "read the dead letters")
+        return [
+            DeadLetter(
+                notifier=row.notifier,
+                position=int(row.position),
+                event=parse_event(row.event),
+                reason=row.reason,
+                attempts=int(row.attempts),
+                at=row.at,
+            )
+            for row in rows
+        ]
+
+    def remove_dead_letter(self, notifier: str, position: int) -> None:
+        """Forget one dead letter."""
+        dead = self.tables.dead_letters
+        self._prepare()
+        try:
+            with self._write_engine.begin() as conn:
+                conn.execute(
+                    delete(dead).where(dead.c.notifier == notifier, dead.c.position == position)
+                )
+        except SQLAlchemyError as exc:
+            raise self._failure(exc, f"remove a dead letter of {notifier!r}") from exc
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -351,12 +692,26 @@ class SQLStore:
             )
         row = conn.execute(select(info.c.version).where(info.c.name == "phasekit")).first()
         if row is not None:
-            if row[0] != SCHEMA_VERSION:
+            if row[0] == 1 and self.create_tables:  # create_all has just added version 2's tables
+                conn.execute(
+                    info.update().where(info.c.name == "phasekit").values(version=SCHEMA_VERSION)
+                )
+                log.info("phasekit: %s upgraded to schema version %d", self._name, SCHEMA_VERSION)
+            elif row[0] == 1:
+                added = ", ".join(t.name for t in self.tables.added_in_version_2)
+                raise PersistenceError(
+                    f"{self._name}: the store's tables are of schema version 1, and this "
+                    f"phasekit works with version {SCHEMA_VERSION}: add the tables {added} "
+                    "(tables_metadata() has them) and record version 2, or open the store once "
+                    "with create_tables=True to upgrade them"
+                )
+            elif row[0] != SCHEMA_VERSION:
                 raise PersistenceError(
                     f"{self._name}: the store's tables are of schema version {row[0]}, and this "
                     f"phasekit works with version {SCHEMA_VERSION}; migrate them, or give the "
                     "store another table_prefix"
                 )
+            self._start_sequence(conn)
             return
         problems = _shape_problems(conn, self.tables, self.schema)
         if problems:
@@ -365,6 +720,18 @@ class SQLStore:
                 f"{'; '.join(problems)}; fix them, or give the store another table_prefix"
             )
         conn.execute(info.insert().values(name="phasekit", version=SCHEMA_VERSION))
+        self._start_sequence(conn)
+
+    def _start_sequence(self, conn: Connection) -> None:
+        """Make sure the event_sequence row a PostgreSQL reader locks to number events exists."""
+        if self._sqlite:
+            return
+        seq = self.tables.event_sequence
+        conn.execute(
+            postgresql.insert(seq)
+            .values(name="events", position=0)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
@@ -393,11 +760,34 @@ class SQLStore:
             [phase_params(job_id, i, p) for i, p in enumerate(record.phases)]
         )
 
-    def _history_rows(self, events: Sequence[HistoryEvent]) -> builtins.list[Any]:
-        return self._writes.insert_history.many([event_params(e) for e in events])
+    def _event_rows(self, events: Sequence[Event]) -> tuple[builtins.list[Any], builtins.list[Any]]:
+        """The history rows and the event log rows of a commit's ``events``."""
+        w = self._writes
+        history, logged = [], []
+        for event in events:
+            data = event.model_dump_json()
+            if isinstance(event, HISTORY_TYPES):
+                history.append(w.insert_history.args(event_params(event, data)))
+            logged.append(w.insert_event.args(log_params(event, data)))
+        return history, logged
 
-    def _append(self, cursor: Any, history: builtins.list[Any]) -> None:
+    def _append(self, cursor: Any, rows: tuple[builtins.list[Any], builtins.list[Any]]) -> None:
+        history, logged = rows
         _execute_rows(cursor, self._writes.insert_history.sql, history)
+        if not logged:
+            return
+        _execute_rows(cursor, self._writes.insert_event.sql, logged)
+        if self._sqlite:  # one writer at a time: the order of insertion is the commit order
+            cursor.execute(self._number_sqlite)
+        elif self.channel is not None:
+            cursor.execute(f"NOTIFY {self.channel}")
+
+    def _wake(self, rows: tuple[builtins.list[Any], builtins.list[Any]]) -> None:
+        """Wake this process's readers waiting for events after a commit that logged some."""
+        if rows[1]:
+            with self._committed:
+                self._commit_count += 1
+                self._committed.notify_all()
 
     def _changed_phases(
         self, record: JobRecord, expected_version: int
@@ -485,7 +875,13 @@ def _shape_problems(conn: Connection, tables: Tables, schema: str | None) -> bui
     """How the tables in the database differ from the store's: missing columns, keys."""
     inspector = inspect(conn)
     problems: builtins.list[str] = []
-    for table in (tables.jobs, tables.phases, tables.history, tables.specs):
+    for table in (
+        tables.jobs,
+        tables.phases,
+        tables.history,
+        tables.specs,
+        *tables.added_in_version_2,
+    ):
         if not inspector.has_table(table.name, schema=schema):
             problems.append(f"{table.name} is missing")
             continue
@@ -498,3 +894,77 @@ def _shape_problems(conn: Connection, tables: Tables, schema: str | None) -> bui
         if sorted(key or []) != sorted(wanted):
             problems.append(f"{table.name}'s primary key is not ({', '.join(wanted)})")
     return problems
+
+
+def _cursor(row: Any, **changes: Any) -> RelayCursor:
+    values = {
+        "notifier": row.notifier,
+        "position": int(row.position),
+        "attempts": int(row.attempts),
+        "retry_at": row.retry_at,
+        "disabled": row.disabled,
+        "last_error": row.last_error,
+        "owner": row.owner,
+        "lease_until": row.lease_until,
+    }
+    values.update(changes)
+    return RelayCursor(**values)
+
+
+def _channel(prefix: str, schema: str | None) -> str:
+    """The NOTIFY channel of a store's tables: a plain identifier of at most 63 bytes."""
+    name = f"{schema}_{prefix}events" if schema else f"{prefix}events"
+    return name.lower()[:63]
+
+
+class _Listener:
+    """A thread that LISTENs on a PostgreSQL channel and counts the notifications.
+
+    A wake-up hint only: a notification may be missed (the connection dropped, the thread
+    was reconnecting); readers look at the log itself before and after waiting.
+    """
+
+    def __init__(self, engine: Any, channel: str) -> None:
+        self._engine = engine
+        self._channel = channel
+        self._cond = threading.Condition()
+        self.generation = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"phasekit-listen {channel}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                raw = self._engine.raw_connection()
+                try:
+                    raw.detach()  # a connection of its own, never returned to the pool
+                    conn = raw.driver_connection
+                    conn.autocommit = True
+                    conn.execute(f"LISTEN {self._channel}")
+                    self._bump()  # anything committed while not listening is looked for
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=0.5):
+                            self._bump()
+                finally:
+                    with suppress(Exception):
+                        raw.close()
+            except Exception as exc:  # the server went away: listen again shortly
+                log.debug("phasekit: LISTEN %s failed: %s", self._channel, exc)
+                self._stop.wait(1.0)
+
+    def _bump(self) -> None:
+        with self._cond:
+            self.generation += 1
+            self._cond.notify_all()
+
+    def wait_past(self, generation: int, timeout: float) -> None:
+        """Wait until a notification after ``generation`` came, or ``timeout`` passed."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.generation != generation, timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..runtime import JobStateSchema, PhaseStateSchema
-from ..store import HistoryEvent, PhaseChanged
+from ..store import HistoryEvent, JobDeleted, PhaseChanged
 
 __all__ = [
     "MAX_ERROR_LINE",
@@ -196,6 +196,8 @@ def event_table(events: Iterable[HistoryEvent]) -> Table:
                 change,
                 Text(shorten(event.error, 120), style="red") if event.error else Text(""),
             )
+        elif isinstance(event, JobDeleted):
+            table.add_row(str(event.version), timestamp(event.at), "deleted", "", "", "", "")
         else:
             table.add_row(
                 str(event.version),

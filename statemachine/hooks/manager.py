@@ -16,6 +16,7 @@ from ..errors import PhaseKitError
 from ..runtime import Action, Guard
 from ..store import (
     JobCreated,
+    JobDeleted,
     JobStatusChanged,
     MemoryStore,
     PhaseChanged,
@@ -296,6 +297,9 @@ class PluginManager:
 
     def job_status_changed(self, event: JobStatusChanged) -> None:
         self._call_each("job_status_changed", {"event": event})
+
+    def job_deleted(self, event: JobDeleted) -> None:
+        self._call_each("job_deleted", {"event": event})
 
 
 def _default_name(plugin: object) -> str:

@@ -4,17 +4,32 @@ from __future__ import annotations
 
 import builtins
 import copy
+import dataclasses
+import logging
 import threading
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from ..errors import ConcurrentUpdateError, InvalidArgumentType, JobExists, JobNotFound
-from ..limits import check_page
-from .events import EVENT_TYPES, HistoryEvent, JobCreated
-from .protocol import list_order
+from ..limits import check_count, check_page
+from .events import EVENT_TYPES, HISTORY_TYPES, Event, HistoryEvent, JobCreated, LoggedEvent
+from .protocol import DeadLetter, RelayCursor, list_order
 from .records import JobRecord
 
+log = logging.getLogger("phasekit")
+
+#: Events the memory store's log keeps by default; older ones make way (and are counted).
+MAX_LOGGED_EVENTS = 100_000
+
 __all__ = ["MemoryStore"]
+
+
+def _packed_at(packed: _Packed) -> datetime:
+    """The ``at`` of a packed event (every event class declares it fourth)."""
+    at: datetime = packed[4]
+    return at
 
 
 # History is kept packed: per event, one tuple of its ``type`` tag and its field values in
@@ -26,7 +41,7 @@ __all__ = ["MemoryStore"]
 _Packed = tuple[Any, ...]
 
 
-def _pack(event: HistoryEvent) -> _Packed:
+def _pack(event: Event) -> _Packed:
     values = event.__dict__
     if isinstance(event, JobCreated):
         metadata = values["metadata"]
@@ -38,39 +53,56 @@ def _pack(event: HistoryEvent) -> _Packed:
     return (event.type, *values.values())
 
 
-def _unpack(packed: _Packed) -> HistoryEvent:
+def _unpack(packed: _Packed) -> Event:
     kind, *values = packed
     cls = EVENT_TYPES[kind]
     fields = dict(zip(cls.model_fields, copy.deepcopy(values), strict=True))
     if cls is JobCreated:
         fields["metadata"] = dict(fields["metadata"])
     # Validation copies the events' lists and dicts, not what they hold: hence the deep copy.
-    return cast(HistoryEvent, cls.model_validate(fields))
+    return cast(Event, cls.model_validate(fields))
 
 
 class MemoryStore:
-    """A store in this process's memory (``memory://``): fast, shared by threads, not durable."""
+    """A store in this process's memory (``memory://``): fast, shared by threads, not durable.
 
-    def __init__(self) -> None:
+    It keeps an event log too, so a relay delivers from it as from a durable store; the log
+    holds the last ``max_events`` events (older ones make way, counted in
+    ``dropped_events`` and logged).
+    """
+
+    def __init__(self, *, max_events: int = MAX_LOGGED_EVENTS) -> None:
         self._lock = threading.Lock()
         self._jobs: dict[str, JobRecord] = {}
         self._history: dict[str, builtins.list[_Packed]] = {}
         self._specs: dict[str, dict[str, Any]] = {}
+        self.max_events = check_count("max_events", max_events, minimum=1)
+        self._log: deque[tuple[int, _Packed]] = deque()
+        self._position = 0
+        self._appended = threading.Condition(self._lock)
+        self._cursors: dict[str, RelayCursor] = {}
+        self._dead: dict[tuple[str, int], DeadLetter] = {}
+        #: Events the log let go of before every reader had them.
+        self.dropped_events = 0
 
     @classmethod
     def from_url(cls, url: str = "memory://", **options: Any) -> MemoryStore:
-        if options:
+        unknown = set(options) - {"max_events"}
+        if unknown:
             raise InvalidArgumentType(
-                f"memory:// takes no options, got {', '.join(sorted(options))}"
+                f"memory:// takes only the option max_events, got {', '.join(sorted(unknown))}"
             )
-        return cls()
+        return cls(**options)
 
-    def create(self, record: JobRecord, events: Sequence[HistoryEvent]) -> None:
+    def create(self, record: JobRecord, events: Sequence[Event]) -> None:
         with self._lock:
             if record.job_id in self._jobs:
                 raise JobExists(record.job_id)
             self._jobs[record.job_id] = record
-            self._history[record.job_id] = [_pack(e) for e in events]
+            self._history[record.job_id] = [
+                _pack(e) for e in events if isinstance(e, HISTORY_TYPES)
+            ]
+            self._append(events)
 
     def load(self, job_id: str) -> JobRecord | None:
         return self._jobs.get(job_id)
@@ -80,9 +112,7 @@ class MemoryStore:
         jobs = self._jobs
         return {i: jobs[i] for i in job_ids if i in jobs}
 
-    def save(
-        self, record: JobRecord, *, expected_version: int, events: Sequence[HistoryEvent]
-    ) -> None:
+    def save(self, record: JobRecord, *, expected_version: int, events: Sequence[Event]) -> None:
         with self._lock:
             current = self._jobs.get(record.job_id)
             if current is None:
@@ -93,7 +123,137 @@ class MemoryStore:
                 )
             self._jobs[record.job_id] = record
             if events:
-                self._history[record.job_id].extend([_pack(e) for e in events])
+                self._history[record.job_id].extend(
+                    [_pack(e) for e in events if isinstance(e, HISTORY_TYPES)]
+                )
+                self._append(events)
+
+    def delete(self, job_id: str, *, expected_version: int, events: Sequence[Event]) -> None:
+        """Delete the job at ``expected_version`` with its history, and log ``events``."""
+        with self._lock:
+            current = self._jobs.get(job_id)
+            if current is None:
+                raise JobNotFound(job_id)
+            if current.version != expected_version:
+                raise ConcurrentUpdateError(
+                    job_id, expected_version=expected_version, actual_version=current.version
+                )
+            del self._jobs[job_id]
+            self._history.pop(job_id, None)
+            self._append(events)
+
+    def _append(self, events: Sequence[Event]) -> None:
+        """Add ``events`` to the log (the lock is held)."""
+        if not events:
+            return
+        log_ = self._log
+        for event in events:
+            self._position += 1
+            log_.append((self._position, _pack(event)))
+        excess = len(log_) - self.max_events
+        if excess > 0:
+            for _ in range(excess):
+                log_.popleft()
+            lagging = min((c.position for c in self._cursors.values()), default=None)
+            if lagging is not None and lagging < log_[0][0] - 1:
+                self.dropped_events += excess
+                log.warning(
+                    "phasekit: the memory store's event log keeps %d events; %d were let go "
+                    "before every notifier had them",
+                    self.max_events,
+                    excess,
+                )
+        self._appended.notify_all()
+
+    # -- EventLog ----------------------------------------------------------------------------
+
+    def read_events(self, after: int = 0, *, limit: int = 1000) -> builtins.list[LoggedEvent]:
+        """Up to ``limit`` events at positions above ``after``, in position order."""
+        check_count("limit", limit, minimum=1)
+        with self._lock:
+            log_ = self._log
+            if not log_ or log_[-1][0] <= after:
+                return []
+            start = max(0, after + 1 - log_[0][0])
+            picked = [log_[i] for i in range(start, min(len(log_), start + limit))]
+        return [LoggedEvent(position, _unpack(packed)) for position, packed in picked]
+
+    def last_position(self) -> int:
+        """The position of the last event appended (0 for none)."""
+        return self._position
+
+    def prune_events(self, *, before: datetime) -> int:
+        """Remove events before ``before`` that every relay cursor has passed."""
+        with self._lock:
+            passed = min((c.position for c in self._cursors.values()), default=self._position)
+            removed = 0
+            log_ = self._log
+            while log_ and log_[0][0] <= passed and _packed_at(log_[0][1]) < before:
+                log_.popleft()
+                removed += 1
+            return removed
+
+    def wait_for_events(self, after: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for an event above ``after``; whether one came."""
+        with self._lock:
+            return self._appended.wait_for(lambda: self._position > after, timeout)
+
+    # -- RelayLedger -------------------------------------------------------------------------
+
+    def claim_cursor(self, notifier: str, owner: str, *, lease: float) -> RelayCursor | None:
+        now = datetime.now(UTC)
+        with self._lock:
+            cursor = self._cursors.get(notifier) or RelayCursor(notifier)
+            held = cursor.owner not in (None, owner)
+            if held and cursor.lease_until is not None and cursor.lease_until > now:
+                return None
+            cursor = dataclasses.replace(
+                cursor, owner=owner, lease_until=now + timedelta(seconds=lease)
+            )
+            self._cursors[notifier] = cursor
+            return cursor
+
+    def save_cursor(
+        self,
+        cursor: RelayCursor,
+        owner: str,
+        *,
+        lease: float,
+        dead_letter: DeadLetter | None = None,
+    ) -> bool:
+        now = datetime.now(UTC)
+        with self._lock:
+            current = self._cursors.get(cursor.notifier)
+            if current is None or current.owner != owner:
+                return False
+            self._cursors[cursor.notifier] = dataclasses.replace(
+                cursor, owner=owner, lease_until=now + timedelta(seconds=lease)
+            )
+            if dead_letter is not None:
+                self._dead[(dead_letter.notifier, dead_letter.position)] = dead_letter
+            return True
+
+    def release_cursor(self, notifier: str, owner: str) -> None:
+        with self._lock:
+            current = self._cursors.get(notifier)
+            if current is not None and current.owner == owner:
+                self._cursors[notifier] = dataclasses.replace(current, owner=None, lease_until=None)
+
+    def relay_cursors(self) -> builtins.list[RelayCursor]:
+        with self._lock:
+            return [self._cursors[name] for name in sorted(self._cursors)]
+
+    def dead_letters(
+        self, notifier: str | None = None, *, limit: int = 1000
+    ) -> builtins.list[DeadLetter]:
+        with self._lock:
+            letters = [d for d in self._dead.values() if notifier in (None, d.notifier)]
+        letters.sort(key=lambda d: (d.position, d.notifier))
+        return letters[:limit]
+
+    def remove_dead_letter(self, notifier: str, position: int) -> None:
+        with self._lock:
+            self._dead.pop((notifier, position), None)
 
     def list(
         self,
@@ -116,7 +276,7 @@ class MemoryStore:
     def history(self, job_id: str) -> builtins.list[HistoryEvent]:
         with self._lock:
             packed = builtins.list(self._history.get(job_id, ()))
-        return [_unpack(p) for p in packed]
+        return [cast(HistoryEvent, _unpack(p)) for p in packed]
 
     def remember_spec(self, name: str, fingerprint: str, definition: Mapping[str, Any]) -> None:
         with self._lock:
