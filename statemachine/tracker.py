@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import copy
 import inspect
 import logging
@@ -9,6 +10,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from types import TracebackType
@@ -16,6 +18,7 @@ from typing import Any
 
 from .errors import (
     ConcurrentUpdateError,
+    InvalidArgument,
     InvalidArgumentType,
     InvalidTransition,
     JobNotFound,
@@ -27,6 +30,7 @@ from .errors import (
 from .hooks import PluginInfo, PluginManager
 from .limits import check_count, check_metadata, check_page, validate_job_id
 from .progress_hold import HeldReport, ProgressHold
+from .relay import Relay, RelayOptions
 from .runtime import (
     Change,
     JobState,
@@ -45,19 +49,22 @@ from .runtime import (
 )
 from .store import (
     Event,
+    EventLog,
     HistoryEvent,
     JobCreated,
     JobDeleted,
     JobRecord,
     JobStatusChanged,
+    MemoryStore,
     PhaseChanged,
     ProgressUpdated,
+    RelayLedger,
     SpecArchive,
     Store,
     TransitionRequest,
     open_store,
 )
-from .tracker_config import attach_notifiers, config_spec, read_config
+from .tracker_config import RELAY_MODES, build_notifiers, config_spec, read_config
 
 __all__ = ["Tracker"]
 
@@ -89,8 +96,15 @@ class Tracker:
         progress_interval: float | None = None,
         conflict_retries: int = 8,
         load_entrypoints: bool = True,
+        notifiers: Mapping[str, object] | None = None,
+        relay: str | None = None,
+        relay_options: Mapping[str, Any] | RelayOptions | None = None,
     ) -> None:
         self.spec = spec if isinstance(spec, PhaseSet) else load_spec(spec)
+        #: The relay delivering ``notifiers`` from the store's event log, if it runs here.
+        self.relay: Relay | None = None
+        self._notifiers: dict[str, object] = {}
+        self._notifiers_registered = False
         #: How often a by-id call reloads and plans again after another writer won.
         self.conflict_retries = check_count("conflict_retries", conflict_retries)
         self.plugins = PluginManager(
@@ -124,6 +138,38 @@ class Tracker:
         )
         self._closed = False
         self._commits = _Commits(self)
+        if notifiers:
+            self._deliver_to(dict(notifiers), relay, relay_options)
+
+    def _deliver_to(
+        self,
+        notifiers: dict[str, object],
+        mode: str | None,
+        options: Mapping[str, Any] | RelayOptions | None,
+    ) -> None:
+        """Deliver ``notifiers`` from the store's event log (or in-process, without one)."""
+        if mode is not None and mode not in RELAY_MODES:
+            raise InvalidArgument(f"relay must be one of {', '.join(RELAY_MODES)}, not {mode!r}")
+        self._notifiers = notifiers
+        durable = isinstance(self.store, EventLog) and isinstance(self.store, RelayLedger)
+        if not durable:
+            log.info(
+                "phasekit: store %s keeps no event log; notifiers %s are called in-process "
+                "after each commit (at most once)",
+                type(self.store).__name__,
+                ", ".join(notifiers),
+            )
+            for name, notifier in notifiers.items():
+                self.plugins.register(notifier, name=f"notifier:{name}")
+            self._notifiers_registered = True
+            return
+        if (mode or "thread") != "thread":
+            return  # `phasekit relay` processes deliver them (external), or nobody (off)
+        self.relay = Relay(self.store, notifiers, options=options)
+        self.relay.start()
+        # An interpreter that exits without close() still delivers what it committed (a
+        # memory store's log ends with the process), within the relay's drain timeout.
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     @classmethod
     def from_config(
@@ -147,7 +193,9 @@ class Tracker:
             load_entrypoints=load_entrypoints,
         )
         try:
-            attach_notifiers(tracker.plugins, config.notifiers)
+            if config.notifiers:
+                built = build_notifiers(tracker.plugins, config.notifiers)
+                tracker._deliver_to(built, config.relay, config.relay_options)
         except BaseException:
             tracker.close()
             raise
@@ -527,6 +575,7 @@ class Tracker:
             lost = exc
         finally:
             self._closed = True
+            self._stop_relay()
             for info in self.plugins.plugin_info():
                 plugin = self.plugins.get_plugin(info.name)
                 closer = getattr(plugin, "close", None)
@@ -540,6 +589,35 @@ class Tracker:
             self.store.close()
         if lost is not None:
             raise PersistenceError(f"tracker closed, but {lost}") from None
+
+    def _stop_relay(self) -> None:
+        """Stop the relay after its drain timeout, then close the notifiers."""
+        relay, self.relay = self.relay, None
+        if relay is not None:
+            try:
+                left = relay.stop()
+            except Exception:
+                log.exception("phasekit: stopping the relay")
+                left = 0
+            if left and isinstance(self.store, MemoryStore):
+                log.warning(
+                    "phasekit: %d committed event(s) were not delivered to every notifier "
+                    "before the tracker closed; a memory store's log goes with the process",
+                    left,
+                )
+            elif left:
+                log.info(
+                    "phasekit: %d committed event(s) wait in the event log for the next relay",
+                    left,
+                )
+        if not self._notifiers_registered:  # registered ones are closed as plugins
+            for name, notifier in self._notifiers.items():
+                closer = getattr(notifier, "close", None)
+                if callable(closer):
+                    try:
+                        closer()
+                    except Exception:
+                        log.exception("phasekit notifier %r failed to close", name)
 
     def __enter__(self) -> Tracker:
         return self
@@ -560,6 +638,15 @@ class Tracker:
 
     def __repr__(self) -> str:
         return f"<Tracker {self.spec.name!r} store={type(self.store).__name__}>"
+
+
+def _close_at_exit(ref: weakref.ReferenceType[Tracker]) -> None:
+    tracker = ref()
+    if tracker is not None and not tracker._closed:
+        try:
+            tracker.close()
+        except Exception:
+            log.exception("phasekit: closing a tracker at exit")
 
 
 def _could_exist(job_id: str) -> bool:

@@ -10,25 +10,32 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import PhaseKitError
+from .errors import PhaseKitError, did_you_mean
 from .hooks import PluginManager
 from .limits import nesting
 from .runtime import PhaseSet, load_spec
 from .spec import MAX_DEPTH, MAX_NODES, is_bundled_name
 
 __all__ = [
+    "RELAY_MODES",
     "ConfigError",
     "TrackerConfig",
     "attach_notifiers",
+    "build_notifiers",
     "config_spec",
     "expand_env",
     "read_config",
 ]
+
+#: Where notifiers named in a config are delivered from: a relay thread of the tracker's
+#: process, ``phasekit relay`` processes, or nowhere.
+RELAY_MODES = ("thread", "external", "off")
+RelayMode = Literal["thread", "external", "off"]
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -48,6 +55,15 @@ class TrackerConfig(BaseModel):
     notifiers: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
     progress_interval: float | None = Field(
         None, ge=0, description="Persist a phase's progress at most this often (seconds)."
+    )
+    relay: RelayMode | None = Field(
+        None,
+        description="Deliver the notifiers from the event log in a thread of this process "
+        "(thread, the default), from `phasekit relay` processes (external), or not (off).",
+    )
+    relay_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Retries, leases and waits of the relay (statemachine.relay.RelayOptions).",
     )
 
 
@@ -127,22 +143,42 @@ def config_spec(config: TrackerConfig, base: Path | None) -> PhaseSet:
     return load_spec(config.spec)
 
 
+def build_notifiers(
+    plugins: PluginManager, notifiers: Mapping[str, Mapping[str, Any] | None]
+) -> dict[str, object]:
+    """Build each notifier a config names, with its options; by name.
+
+    Every name is checked before any notifier is built; one that fails to build closes
+    those built before it.
+    """
+    if not notifiers:
+        return {}
+    factories = plugins.notifiers()
+    for name in notifiers:
+        if name not in factories:
+            raise ConfigError(
+                f"unknown notifier {name!r}{did_you_mean(name, factories)}; known notifiers: "
+                f"{', '.join(sorted(factories)) or 'none'}"
+            )
+    built: dict[str, object] = {}
+    try:
+        for name, options in notifiers.items():
+            try:
+                built[name] = factories[name](**(options or {}))
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"notifier {name!r}: {exc}") from None
+    except BaseException:
+        for notifier in built.values():
+            closer = getattr(notifier, "close", None)
+            if callable(closer):
+                closer()
+        raise
+    return built
+
+
 def attach_notifiers(
     plugins: PluginManager, notifiers: Mapping[str, Mapping[str, Any] | None]
 ) -> None:
-    """Build each notifier a config names, with its options, and register it as a plugin."""
-    if not notifiers:
-        return
-    factories = plugins.notifiers()
-    for name, options in notifiers.items():
-        factory = factories.get(name)
-        if factory is None:
-            raise ConfigError(
-                f"unknown notifier {name!r}; known notifiers: "
-                f"{', '.join(sorted(factories)) or 'none'}"
-            )
-        try:
-            notifier = factory(**(options or {}))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"notifier {name!r}: {exc}") from None
+    """Build each notifier a config names and register it as an in-process plugin."""
+    for name, notifier in build_notifiers(plugins, notifiers).items():
         plugins.register(notifier, name=f"notifier:{name}")
