@@ -530,6 +530,9 @@ class Relay:
             self._stopping.set()
             self._join(timeout + 2.0)
         self._stopping.set()
+        if not self._started:  # run_once() or retry_dead() held leases: let others have them
+            for name in self._lanes:
+                self.ledger.release_cursor(name, self.owner)
         return self.undelivered()
 
     def _join(self, timeout: float) -> None:

@@ -139,15 +139,23 @@ class Tracker:
         self._closed = False
         self._commits = _Commits(self)
         if notifiers:
-            self._deliver_to(dict(notifiers), relay, relay_options)
+            self.use_notifiers(notifiers, relay, relay_options)
 
-    def _deliver_to(
+    def use_notifiers(
         self,
-        notifiers: dict[str, object],
-        mode: str | None,
-        options: Mapping[str, Any] | RelayOptions | None,
+        notifiers: Mapping[str, object],
+        mode: str | None = None,
+        options: Mapping[str, Any] | RelayOptions | None = None,
     ) -> None:
-        """Deliver ``notifiers`` from the store's event log (or in-process, without one)."""
+        """Deliver ``notifiers`` (by name) from the store's event log.
+
+        ``mode`` is where: ``thread`` (the default) runs a relay in this process,
+        ``external`` leaves it to ``phasekit relay`` processes, ``off`` to nobody. A store
+        without an event log calls them in-process after each commit instead (at most once).
+        """
+        if self._notifiers:
+            raise PhaseKitError("this tracker already has its notifiers")
+        notifiers = dict(notifiers)
         if mode is not None and mode not in RELAY_MODES:
             raise InvalidArgument(f"relay must be one of {', '.join(RELAY_MODES)}, not {mode!r}")
         self._notifiers = notifiers
@@ -195,7 +203,7 @@ class Tracker:
         try:
             if config.notifiers:
                 built = build_notifiers(tracker.plugins, config.notifiers)
-                tracker._deliver_to(built, config.relay, config.relay_options)
+                tracker.use_notifiers(built, config.relay, config.relay_options)
         except BaseException:
             tracker.close()
             raise

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from . import demo, jobs, plugin_list, spec_commands, webhook_commands
+from . import delivery, demo, jobs, plugin_list, spec_commands, webhook_commands
 from .app import cli, main
 from .spec_commands import schema_json
 
 __all__ = ["cli", "main", "schema_json"]
 
 # The command modules register themselves on ``cli`` when imported.
-del demo, jobs, plugin_list, spec_commands, webhook_commands
+del delivery, demo, jobs, plugin_list, spec_commands, webhook_commands

@@ -16,7 +16,7 @@ from ..runtime import PhaseSet, load_spec, stored_phase_set
 from ..spec import bundled_names
 from ..store import HistoryEvent, JobRecord, SpecArchive, Store, open_store
 from ..tracker import Tracker
-from ..tracker_config import TrackerConfig, attach_notifiers, config_spec, read_config
+from ..tracker_config import TrackerConfig, build_notifiers, config_spec, read_config
 from .output import shorten
 
 __all__ = [
@@ -168,8 +168,9 @@ class StoreSession:
             raise RuntimeError("a session builds one tracker")
         tracker = Tracker(spec, store=self.store)
         self._tracker = tracker
-        if self.config is not None:
-            attach_notifiers(tracker.plugins, self.config.notifiers)
+        if self.config is not None and self.config.notifiers:
+            notifiers = build_notifiers(tracker.plugins, self.config.notifiers)
+            tracker.use_notifiers(notifiers, self.config.relay, self.config.relay_options)
         return tracker
 
     def close(self) -> None:
