@@ -940,8 +940,8 @@ class _Listener:
             try:
                 raw = self._engine.raw_connection()
                 try:
-                    raw.detach()  # a connection of its own, never returned to the pool
                     conn = raw.driver_connection
+                    raw.detach()  # a connection of its own, never returned to the pool
                     conn.autocommit = True
                     conn.execute(f"LISTEN {self._channel}")
                     self._bump()  # anything committed while not listening is looked for
