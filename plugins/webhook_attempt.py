@@ -1,23 +1,40 @@
-"""One webhook attempt's limits: its deadline, the answer read, the URL its logs show."""
+"""One webhook attempt's limits: its deadline, its peer, the answer read, what its logs show."""
 
 from __future__ import annotations
 
+import email.utils
 import logging
+import math
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any, Final
 
 import httpx
 
-__all__ = ["MAX_ANSWER_BYTES", "Answer", "RedactingFilter", "Watchdog", "discard_body", "shut_down"]
+__all__ = [
+    "MAX_ANSWER_BYTES",
+    "MAX_RETRY_AFTER",
+    "Answer",
+    "RedactingFilter",
+    "Watchdog",
+    "discard_body",
+    "parse_retry_after",
+    "resolved_blocked_address",
+    "shut_down",
+]
 
 #: Of an answer's body, phasekit reads up to this many bytes (and discards them); it stops
 #: reading a longer one after the network read that passes the limit, and drops the connection.
 MAX_ANSWER_BYTES: Final = 64 * 1024
+
+#: The longest wait a ``Retry-After`` can ask for, in seconds (one day); a longer one is cut
+#: to this, so no receiver can push a retry past any date a relay can compute.
+MAX_RETRY_AFTER: Final = 86_400.0
 
 # httpcore trace events (``<logger>.<step>.complete``) whose return value is a new connection.
 _CONNECTED_EVENTS = (
@@ -39,6 +56,45 @@ def discard_body(response: httpx.Response) -> None:
                 return
 
 
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """The seconds a ``Retry-After`` value asks for: delay-seconds or an HTTP-date (RFC 9110).
+
+    None when it is absent or unreadable; a date in the past is 0; at most ``MAX_RETRY_AFTER``.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        seconds = float(value) if len(value) < 10 else MAX_RETRY_AFTER
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # "-0000": UTC, as HTTP-dates are
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def resolved_blocked_address(host: str, port: int, blocked: Callable[[str], bool]) -> str | None:
+    """The first address ``host`` resolves to that ``blocked`` refuses, else None.
+
+    A name that does not resolve here is not refused: a proxy may resolve it, and a direct
+    connection fails on its own (and the connected address is checked again, see Watchdog).
+    """
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return None
+    for *_, address in found:
+        if blocked(str(address[0])):
+            return str(address[0])
+    return None
+
+
 def shut_down(sock: socket.socket) -> None:
     """End both directions of ``sock``, waking a thread blocked on it; its owner closes it."""
     with suppress(OSError):  # already closed by its owner
@@ -54,11 +110,17 @@ class Answer:
     status: int | None
     retry_after: float | None = None
     error: str = ""
+    blocked: str | None = None  # the link-local address the attempt was stopped at
 
     @property
     def accepted(self) -> bool:
         """A 2xx answer."""
         return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def gone(self) -> bool:
+        """410 Gone: the endpoint asks never to be sent anything again."""
+        return self.status == 410
 
     @property
     def refused(self) -> bool:
@@ -95,7 +157,8 @@ class RedactingFilter(logging.Filter):
 
 
 class Watchdog:
-    """Cuts the connection of an attempt that outlives its deadline or that close() gives up."""
+    """Cuts the connection of an attempt that outlives its deadline, that close() gives up,
+    or that reached an address ``blocked`` refuses."""
 
     # httpx's timeouts bound each socket operation, not an attempt: an endpoint sending a
     # byte every second never trips a 5 s read timeout. So each attempt arms a timer that, at
@@ -105,14 +168,21 @@ class Watchdog:
     # an attempt uses, reused or new. Opening a connection cannot be cut this way; it is
     # bounded by the connect timeout instead, and a socket connected after the deadline (or
     # after stop()) is shut down as soon as it is seen.
+    #
+    # The same trace shows the address each new connection reached, after any name lookup:
+    # one that ``blocked`` refuses is cut before a byte of the request (or a TLS handshake) is
+    # written to it, so a name that resolves to a metadata address is caught even when its
+    # answer changed since the check before the attempt (DNS rebinding).
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, blocked: Callable[[str], bool] | None = None) -> None:
         self._name = name
+        self._blocked = blocked
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._ends_at: float | None = None  # the running attempt's deadline (monotonic)
         self._expired = False  # the running (or last) attempt hit its deadline
         self._stopped = False  # close() gave up: cut every attempt from now on
+        self._refused: str | None = None  # the blocked address the running attempt reached
 
     @property
     def expired(self) -> bool:
@@ -124,16 +194,24 @@ class Watchdog:
         """Whether close() has given up on the attempts."""
         return self._stopped
 
+    @property
+    def refused(self) -> str | None:
+        """The blocked address the running or last attempt connected to, if it did."""
+        return self._refused
+
     def trace(self, event: str, info: Mapping[str, Any]) -> None:
-        """httpcore's ``trace`` extension: note the socket of each new connection."""
+        """httpcore's ``trace`` extension: note each new connection's socket; check its peer."""
         if not event.endswith(_CONNECTED_EVENTS):
             return
         sock = info["return_value"].get_extra_info("socket")
         if not isinstance(sock, socket.socket):
             return
+        peer = _peer_address(sock) if self._blocked is not None else None
         with self._lock:
             self._sock = sock
-            if self._expired or self._stopped:
+            if peer is not None and self._blocked is not None and self._blocked(peer):
+                self._refused = peer
+            if self._expired or self._stopped or self._refused is not None:
                 self._cut()
 
     @contextmanager
@@ -145,6 +223,7 @@ class Watchdog:
         with self._lock:
             self._ends_at = time.monotonic() + seconds
             self._expired = False
+            self._refused = None
             if self._stopped:  # close() gave up just before this attempt: no reused connection
                 self._cut()
         timer.start()
@@ -185,3 +264,13 @@ class Watchdog:
         """Shut the connection's socket down (the lock held)."""
         if self._sock is not None:
             shut_down(self._sock)
+
+
+def _peer_address(sock: socket.socket) -> str | None:
+    """The IP address a TCP socket is connected to; None for other sockets."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    try:
+        return str(sock.getpeername()[0])
+    except OSError:  # reset already
+        return None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
+import socket
 from collections.abc import Iterable, Mapping
 from typing import Final
 
@@ -12,32 +14,47 @@ import httpx
 from statemachine import (
     InvalidArgument,
     JobCreated,
+    JobDeleted,
     JobStatusChanged,
     PhaseChanged,
     ProgressUpdated,
 )
 
-from .webhook_signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER
+from .webhook_signing import parse_secret
 
 __all__ = [
+    "BLOCKED_NETWORKS",
     "EVENT_TYPES",
+    "blocked_address",
     "check_events",
+    "check_flag",
     "check_headers",
+    "check_host",
     "check_number",
-    "check_secret",
+    "check_secrets",
     "check_url",
     "display_url",
+    "host_address",
     "split_credentials",
 ]
 
 #: The event types a notifier can be limited to with ``events=``.
 EVENT_TYPES: Final[frozenset[str]] = frozenset(
     str(cls.model_fields["type"].default)
-    for cls in (JobCreated, PhaseChanged, ProgressUpdated, JobStatusChanged)
+    for cls in (JobCreated, PhaseChanged, ProgressUpdated, JobStatusChanged, JobDeleted)
 )
 
-RESERVED_HEADERS = frozenset(
-    h.lower() for h in (SIGNATURE_HEADER, EVENT_HEADER, DELIVERY_HEADER, "Content-Type")
+#: Headers phasekit sets, which ``headers=`` cannot replace: the body's type and framing, and
+#: every ``webhook-*`` name (Standard Webhooks' namespace: the id, timestamp and signature).
+RESERVED_HEADERS: Final = frozenset({"content-type", "content-length", "transfer-encoding"})
+RESERVED_PREFIX: Final = "webhook-"
+
+#: Link-local networks, where clouds answer with instance credentials (169.254.169.254,
+#: fd00:ec2::254): refused unless ``allow_link_local``.
+BLOCKED_NETWORKS: Final = (
+    ipaddress.ip_network("169.254.0.0/16"),
+    ipaddress.ip_network("fe80::/10"),
+    ipaddress.ip_network("fd00:ec2::254/128"),
 )
 
 # RFC 9110: a field name is a token; a field value is visible ASCII, with spaces and tabs
@@ -71,15 +88,66 @@ def check_url(url: object) -> httpx.URL:
     return parsed
 
 
-def check_secret(secret: object) -> bytes | None:
-    """The HMAC key as bytes, or None for unsigned deliveries."""
+def host_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address a URL's host spells, in any form a resolver takes without asking DNS
+    (``169.254.169.254``, ``2852039166``, ``0xa9fea9fe``, ``::ffff:a9fe:a9fe``); None for a name."""
+    host = host.split("%", 1)[0].rstrip(".")  # without an IPv6 zone index or a final dot
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))
+        except (OSError, ValueError):
+            return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def blocked_address(address: str) -> bool:
+    """Whether an IP address is in one of ``BLOCKED_NETWORKS`` (False for a name)."""
+    ip = host_address(address)
+    return ip is not None and any(ip in network for network in BLOCKED_NETWORKS)
+
+
+def check_host(url: httpx.URL, *, allow_link_local: bool) -> None:
+    """Refuse a URL whose host is a link-local or metadata address, unless allowed."""
+    if not allow_link_local and blocked_address(url.host):
+        raise InvalidArgument(
+            f"webhook url points at the link-local address {url.host} (where cloud metadata "
+            "services answer); set allow_link_local: true if that is really the endpoint"
+        )
+
+
+def check_secrets(secret: object, *, unsigned: bool) -> tuple[bytes, ...]:
+    """The HMAC keys, one per secret (a rotation signs with all); none when ``unsigned``."""
+    if unsigned:
+        if secret is not None:
+            raise InvalidArgument("webhook has both a secret and unsigned: true; give one of them")
+        return ()
     if secret is None:
-        return None
-    if not isinstance(secret, str | bytes):
-        raise InvalidArgument(f"webhook secret must be a string, not {type(secret).__name__}")
+        raise InvalidArgument(
+            "webhook secret is required (a 'whsec_...' string, or a list of them while "
+            "rotating; `phasekit webhook secret` prints a new one); set unsigned: true "
+            "to send deliveries without a webhook-signature"
+        )
+    if isinstance(secret, str):
+        return (parse_secret(secret),)
+    if not isinstance(secret, list | tuple):
+        raise InvalidArgument(
+            f"webhook secret must be a string or a list of strings, not {type(secret).__name__}"
+        )
     if not secret:
-        raise InvalidArgument("webhook secret is empty; omit it to send unsigned deliveries")
-    return secret.encode() if isinstance(secret, str) else secret
+        raise InvalidArgument("webhook secret is an empty list; give at least one secret")
+    keys = tuple(parse_secret(s, f"webhook secret[{i}]") for i, s in enumerate(secret))
+    return tuple(dict.fromkeys(keys))  # a secret listed twice signs once
+
+
+def check_flag(name: str, value: object) -> bool:
+    """A boolean option; ``1`` or ``"yes"`` are refused rather than guessed at."""
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{name} must be true or false, not a {type(value).__name__}")
+    return value
 
 
 def check_events(events: str | Iterable[str] | None) -> frozenset[str] | None:
@@ -110,7 +178,7 @@ def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
             raise InvalidArgument("webhook headers must map strings to strings")
         if not _HEADER_NAME.fullmatch(name):
             raise InvalidArgument(f"webhook header name {name!r} is not a valid HTTP field name")
-        if name.lower() in RESERVED_HEADERS:
+        if name.lower() in RESERVED_HEADERS or name.lower().startswith(RESERVED_PREFIX):
             raise InvalidArgument(
                 f"webhook header {name!r} is set by phasekit and cannot be replaced"
             )
