@@ -10,6 +10,7 @@ from statemachine import (
     Event,
     InvalidArgument,
     JobCreated,
+    JobDeleted,
     JobStatusChanged,
     PhaseChanged,
     ProgressUpdated,
@@ -79,13 +80,19 @@ def format_event(event: Event) -> str:
         status = _change(event.old_status, event.new_status)
         current = _change(event.old_current_phase, event.new_current_phase)
         return f"{head} status={status} current_phase={current} progress={event.progress:.1f}"
-    return f"{head} spec={_value(event.spec)} phases={_value(','.join(event.phases))}"
+    if isinstance(event, JobCreated):
+        return f"{head} spec={_value(event.spec)} phases={_value(','.join(event.phases))}"
+    return head
 
 
 class LoggingNotifier:
     """Logs each committed event as one line; ``extra={"event": {...}}`` holds its fields."""
 
     __slots__ = ("_level", "_logger")
+
+    #: Relayed like any notifier: the relay hands it each committed event once, in order.
+    #: (Logging itself never raises; a failing handler is reported by ``logging``.)
+    relayable = True
 
     def __init__(self, level: int | str = "INFO", logger: str = "phasekit.events") -> None:
         self._level = parse_level(level)
@@ -125,6 +132,10 @@ class LoggingNotifier:
 
     @hookimpl
     def job_status_changed(self, event: JobStatusChanged) -> None:
+        self.log_event(event)
+
+    @hookimpl
+    def job_deleted(self, event: JobDeleted) -> None:
         self.log_event(event)
 
     def __repr__(self) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 from rich.table import Table
 from rich.text import Text
 
 from ..errors import PhaseKitError
 from ..hooks import PluginManager
+from ..store import EventLog, RelayLedger
 from .app import cli, quiet_stderr_logging
 from .output import console, echo_json, one_line
 from .stores import command_plugins
@@ -15,9 +18,32 @@ from .stores import command_plugins
 __all__ = ["plugins"]
 
 
+def _store_note(factory: object) -> str:
+    """``(event log)`` for a store class that keeps one, so the relay can deliver from it."""
+    owner = getattr(factory, "__self__", None)  # a classmethod like SQLStore.from_url
+    if isinstance(owner, type) and issubclass(owner, EventLog) and issubclass(owner, RelayLedger):
+        return " (event log)"
+    return " (no event log: notifiers in-process only)"
+
+
+def _notifier_note(factory: object) -> str:
+    """``(relayed)`` for a notifier that raises when a delivery fails, as the relay needs."""
+    if getattr(factory, "relayable", False):
+        return " (relayed)"
+    return " (in-process only)"
+
+
+def _no_note(factory: object) -> str:
+    return ""
+
+
 def _registries(manager: PluginManager) -> list[tuple[str, str]]:
     """What the plugins register, by kind; a failing registry says so instead of stopping."""
     rows: list[tuple[str, str]] = []
+    notes: dict[str, Callable[[object], str]] = {
+        "store schemes": _store_note,
+        "notifiers": _notifier_note,
+    }
     for kind, collect in (
         ("store schemes", manager.stores),
         ("notifiers", manager.notifiers),
@@ -25,7 +51,9 @@ def _registries(manager: PluginManager) -> list[tuple[str, str]]:
         ("actions", manager.actions),
     ):
         try:
-            names = ", ".join(sorted(collect())) or "-"
+            found: dict[str, object] = dict(collect())
+            note = notes.get(kind, _no_note)
+            names = ", ".join(f"{name}{note(found[name])}" for name in sorted(found)) or "-"
         except PhaseKitError as exc:
             names = f"error: {one_line(str(exc))}"
         rows.append((kind, names))
