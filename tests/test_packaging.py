@@ -202,13 +202,15 @@ config = {
     "store": "sqlite:///host.db",
     "notifiers": {
         "logging": {"level": "INFO"},
-        "webhook": {"url": "http://127.0.0.1:9/hooks", "max_retries": 0, "close_timeout": 1},
+        "webhook": {"url": "http://127.0.0.1:9/hooks", "unsigned": True, "timeout": 1},
     },
+    "relay_options": {"drain_timeout": 1},
 }
 with Tracker.from_config(config) as tracker:
     job = tracker.create_job("host-1")
     job.phases["discovery"].start()
     names = sorted(info.name for info in tracker.plugin_info())
+    names += sorted(f"relayed:{name}" for name in tracker.relay.notifiers)
 with Tracker("ingestion", store="sqlite:///host.db") as again:
     status = again.get_job("host-1").phases["discovery"].status
 print(json.dumps({"plugins": names, "status": status}))
@@ -229,7 +231,7 @@ def test_a_host_application_with_its_own_plugins_package_keeps_the_bundled_backe
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["status"] == "running"  # the SQLite store kept it
-    assert {"notifier:logging", "notifier:webhook", "sql"} <= set(out["plugins"])
+    assert {"relayed:logging", "relayed:webhook", "sql"} <= set(out["plugins"])
     assert "job=host-1 v=2 phase_changed phase=discovery start" in result.stderr  # logging
 
 
@@ -348,6 +350,8 @@ def test_an_editable_install_imports_the_bundled_plugins_and_phase_sets(
     assert found["spec"] == str(source / "config" / "ingestion.yaml")
     assert found["entry_points"] == [
         "statemachine.plugins.logging_notifier",
+        "statemachine.plugins.nats_notifier",
+        "statemachine.plugins.redis_notifier",
         "statemachine.plugins.sql",
         "statemachine.plugins.webhook",
     ]

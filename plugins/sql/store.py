@@ -70,7 +70,9 @@ KNOWN_RECORDS = 4096
 _CREATE_LOCK_KEY = 0x7068617365
 #: Events a reader numbers in one step on PostgreSQL (see the events table).
 NUMBER_BATCH = 10_000
-#: How long a SQLite reader waiting for events sleeps between looks (the longest, seconds).
+#: How long a reader waiting for events without a LISTEN sleeps between looks: from
+#: ``FIRST_POLL``, doubling up to ``SQLITE_POLL`` (seconds).
+FIRST_POLL = 0.01
 SQLITE_POLL = 0.25
 
 
@@ -251,7 +253,9 @@ class SQLStore:
         w = self._writes
         doing = f"delete job {job_id!r}"
         try:
-            rows = self._event_rows(events)
+            # Logged only: the job's history goes with it, and a history row of a deleted
+            # job would break the history table's foreign key.
+            rows = ([], self._event_rows(events)[1])
         except (ValueError, TypeError) as exc:
             raise self._failure(exc, doing) from exc
         try:
@@ -434,10 +438,12 @@ class SQLStore:
         """Wait up to ``timeout`` seconds for an event above ``after``; whether one came.
 
         A hint for readers: on PostgreSQL a LISTEN on the store's channel wakes it, on SQLite
-        this process's own commits do; otherwise it looks again every ``SQLITE_POLL``.
+        this process's own commits do; otherwise it looks again after 10 ms, 20 ms, ... up
+        to every ``SQLITE_POLL``.
         """
         deadline = time.monotonic() + max(0.0, timeout)
         listener = self._listen()
+        poll = FIRST_POLL
         while True:
             signals = (listener.generation if listener else 0, self._commit_count)
             if self.last_position() > after:
@@ -445,7 +451,8 @@ class SQLStore:
             left = deadline - time.monotonic()
             if left <= 0 or self._closed:
                 return False
-            step = left if listener is not None else min(left, SQLITE_POLL)
+            step = left if listener is not None else min(left, poll)
+            poll = min(poll * 2, SQLITE_POLL)
             if listener is not None:
                 listener.wait_past(signals[0], step)
             else:
