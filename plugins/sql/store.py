@@ -255,7 +255,7 @@ class SQLStore:
         try:
             # Logged only: the job's history goes with it, and a history row of a deleted
             # job would break the history table's foreign key.
-            rows = ([], self._event_rows(events)[1])
+            rows: tuple[builtins.list[Any], builtins.list[Any]] = ([], self._event_rows(events)[1])
         except (ValueError, TypeError) as exc:
             raise self._failure(exc, doing) from exc
         try:
