@@ -312,7 +312,12 @@ def test_plugins_lists_the_bundled_plugins_with_hooks(phasekit: Phasekit) -> Non
     assert plugins["logging"]["distribution"] == "phasekit"
     assert all(p["error"] is None for p in plugins.values())
     table = phasekit("plugins")
-    assert "store schemes: memory, postgresql, sqlite" in table.out
+    assert (
+        "store schemes: memory (event log), postgresql (event log), sqlite (event log)"
+        in table.out
+    )
+    assert "logging (relayed)" in table.out
+    assert "webhook (relayed)" in table.out
 
 
 # -- jobs -----------------------------------------------------------------------------------
