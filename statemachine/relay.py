@@ -17,6 +17,7 @@ at least once, never lost. Receivers deduplicate by ``event_id``.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import random
@@ -24,6 +25,7 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -42,6 +44,7 @@ from .store import (
     Event,
     EventLog,
     LoggedEvent,
+    MemoryStore,
     RelayCursor,
     RelayLedger,
     Store,
@@ -146,6 +149,27 @@ def deliver(notifier: object, event: Event) -> bool:
         return False
     hook(event=event)
     return True
+
+
+def _stop_at_exit(ref: weakref.ReferenceType[Relay]) -> None:
+    """Stop a relay still running when the interpreter exits, delivering what it can."""
+    relay = ref()
+    if relay is None or relay._stopping.is_set():
+        return
+    try:
+        left = relay.stop()
+    except Exception:
+        log.exception("phasekit relay: stopping at exit")
+        return
+    if left:
+        log.warning(
+            "phasekit relay: %d committed event(s) were not delivered to every notifier "
+            "before the process exited%s",
+            left,
+            "; a memory store's log goes with the process"
+            if isinstance(relay.store, MemoryStore)
+            else "; they wait in the event log for the next relay",
+        )
 
 
 def _reason(exc: BaseException) -> str:
@@ -402,6 +426,9 @@ class _Lane:
                 log.exception("phasekit relay: %s failed while draining", self.name)
                 return
             if done.delivered == 0 and not done.more:
+                cursor = self._cursor
+                if cursor is None or cursor.disabled:
+                    return  # leased by another relay, or disabled: nothing to wait for
                 if done.rest is None or done.rest > deadline - time.monotonic():
                     return
                 time.sleep(done.rest)
@@ -509,6 +536,10 @@ class Relay:
         self._started = True
         for lane in self._lanes.values():
             lane.start()
+        # The lanes' threads keep a started relay alive, even once the program has let go
+        # of it (or of the tracker that started it): at exit, it still delivers what is
+        # committed, within the drain timeout, and counts what it could not.
+        atexit.register(_stop_at_exit, weakref.ref(self))
 
     def run(self) -> None:
         """Deliver until ``stop()`` is called (from another thread or a signal handler)."""
