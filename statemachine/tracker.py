@@ -26,6 +26,8 @@ from .errors import (
     PhaseKitError,
     SpecMismatch,
     TransitionRejected,
+    UnknownPhase,
+    did_you_mean,
 )
 from .hooks import PluginInfo, PluginManager
 from .limits import check_count, check_metadata, check_page, validate_job_id
@@ -130,7 +132,9 @@ class Tracker:
                 raise
             except Exception as exc:
                 raise PersistenceError(f"store could not record phase set: {exc}") from exc
-        self._store_filters_spec = "spec" in inspect.signature(store.list).parameters
+        listing = inspect.signature(store.list).parameters
+        self._store_filters_spec = "spec" in listing
+        self._store_filters_phases = "phase_status" in listing
         self.progress_interval = progress_interval
         self._locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
         self._held = (
@@ -282,22 +286,34 @@ class Tracker:
             raise PersistenceError(f"job {job_id!r}: store failed to load: {exc}") from exc
 
     def list_jobs(
-        self, *, status: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        *,
+        status: str | None = None,
+        phase_status: Mapping[str, str] | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[JobState]:
-        """Jobs of this phase set, most recently updated first."""
+        """Jobs of this phase set, most recently updated first.
+
+        ``status`` keeps jobs in that overall status; ``phase_status`` (e.g.
+        ``{"extraction": "not_started"}``) those whose every named phase is in the status it
+        names: how a worker finds work. The bundled stores answer both from an index.
+        """
         limit, offset = check_page(limit, offset)
-        if self._store_filters_spec:
+        wanted = self._check_phase_status(phase_status)
+        if self._store_filters_spec and (not wanted or self._store_filters_phases):
+            filters: dict[str, Any] = {"phase_status": wanted} if wanted else {}
             records = self.store.list(  # type: ignore[call-arg]
-                status=status, spec=self.spec.name, limit=limit, offset=offset
+                status=status, spec=self.spec.name, limit=limit, offset=offset, **filters
             )
             return [self._restore(r) for r in records]
-        # A store without the optional ``spec`` filter: page through, keeping this set's jobs.
+        # A store without the optional filters: page through, keeping the jobs that match.
         jobs: list[JobState] = []
         skipped, start = 0, 0
         while len(jobs) < limit:
             page = self.store.list(status=status, limit=limit, offset=start)
             for record in page:
-                if record.spec_name != self.spec.name:
+                if record.spec_name != self.spec.name or not _phases_match(record, wanted):
                     continue
                 if skipped < offset:
                     skipped += 1
@@ -308,10 +324,35 @@ class Tracker:
             start += limit
         return jobs
 
+    def _check_phase_status(self, phase_status: Mapping[str, str] | None) -> dict[str, str]:
+        if phase_status is None:
+            return {}
+        if not isinstance(phase_status, Mapping):
+            kind = type(phase_status).__name__
+            raise InvalidArgumentType(f"phase_status must map phases to statuses, not a {kind}")
+        wanted = dict(phase_status)
+        for phase, status in wanted.items():
+            if phase not in self.spec.phase_names:
+                raise UnknownPhase(phase, job_id=None, known=self.spec.phase_names)
+            statuses = list(self.spec.statuses)
+            if status not in statuses:
+                raise InvalidArgument(
+                    f"phase set {self.spec.name!r} has no status {status!r}"
+                    f"{did_you_mean(str(status), statuses)}; statuses: {', '.join(statuses)}"
+                )
+        return wanted
+
     # -- working by id ----------------------------------------------------------------------
 
     def fire(
-        self, job_id: str, phase: str, trigger: str, *, error: str | None = None, **data: Any
+        self,
+        job_id: str,
+        phase: str,
+        trigger: str,
+        *,
+        error: str | None = None,
+        idempotency_key: str | None = None,
+        **data: Any,
     ) -> JobState:
         """Fire ``trigger`` on ``phase`` of the stored job ``job_id``; the committed job.
 
@@ -319,8 +360,29 @@ class Tracker:
         first, the job is reloaded and the change planned again (guards asked again), up to
         ``conflict_retries`` times. If the reloaded phase no longer allows the trigger, the
         caller gets ``InvalidTransition``: the other writer's change stands.
+
+        With an ``idempotency_key`` (a string of at most 200 characters), the change is
+        committed with the key; a later call with the same key on this job commits nothing
+        and returns the job as it is now, so a retried request or redelivered task is safe.
         """
-        return self._by_id(job_id, lambda job: job.phases[phase].trigger(trigger, error, **data))
+        if idempotency_key is None:
+            return self._by_id(
+                job_id, lambda job: job.phases[phase].trigger(trigger, error, **data)
+            )
+        key = _check_idempotency_key(idempotency_key)
+        seen = getattr(self.store, "seen_idempotency_key", None)
+        if not callable(seen):
+            raise PhaseKitError(
+                f"store {type(self.store).__name__} keeps no idempotency keys "
+                "(it has no seen_idempotency_key method)"
+            )
+
+        def change(job: JobState) -> None:
+            if seen(job_id, key):
+                return  # committed before: the job as it is now is the answer
+            self._commit_transition(job, job.phases[phase], trigger, error, data, key)
+
+        return self._by_id(job_id, change)
 
     def report_progress(
         self, job_id: str, phase: str, items_processed: int, items_total: int | None = None
@@ -399,9 +461,23 @@ class Tracker:
     def _lock_for(self, job_id: str) -> threading.RLock:
         return self._locks[hash(job_id) % _LOCK_STRIPES]
 
-    def _save(self, job: JobState, record: JobRecord, events: list[Event]) -> None:
+    def _save(
+        self,
+        job: JobState,
+        record: JobRecord,
+        events: list[Event],
+        idempotency_key: str | None = None,
+    ) -> None:
         try:
-            self.store.save(record, expected_version=job.version, events=events)
+            if idempotency_key is None:
+                self.store.save(record, expected_version=job.version, events=events)
+            else:
+                self.store.save(  # type: ignore[call-arg]
+                    record,
+                    expected_version=job.version,
+                    events=events,
+                    idempotency_key=idempotency_key,
+                )
         except PhaseKitError:  # ConcurrentUpdateError, JobNotFound, a store's PersistenceError
             raise
         except Exception as exc:
@@ -409,13 +485,14 @@ class Tracker:
                 f"job {job.job_id!r}: store failed, nothing was changed: {exc}"
             ) from exc
 
-    def _commit_transition(
+    def _commit_transition(  # noqa: PLR0917 - the Committer's arguments, and the key
         self,
         job: JobState,
         phase: PhaseState,
         trigger: str,
         error: str | None,
         data: Mapping[str, Any],
+        idempotency_key: str | None = None,
     ) -> None:
         """Commit ``trigger`` on ``phase`` (what ``phase.<trigger>()`` calls)."""
         self._check_open()
@@ -454,7 +531,7 @@ class Tracker:
             )
             aggregate = _aggregate_event(job, record, change)
             events: list[Event] = [changed] if aggregate is None else [changed, aggregate]
-            self._save(job, record, events)
+            self._save(job, record, events, idempotency_key)
             apply_committed(job, change, record)
             if self._held is not None:
                 self._held.included(job)
@@ -646,6 +723,29 @@ class Tracker:
 
     def __repr__(self) -> str:
         return f"<Tracker {self.spec.name!r} store={type(self.store).__name__}>"
+
+
+#: The longest idempotency key a change is committed with.
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def _check_idempotency_key(key: object) -> str:
+    if not isinstance(key, str):
+        raise InvalidArgumentType(f"idempotency_key must be a string, not {type(key).__name__}")
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise InvalidArgument(
+            f"idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} characters, not {len(key)}"
+        )
+    if "\x00" in key:
+        raise InvalidArgument("idempotency_key must not contain NUL characters")
+    return key
+
+
+def _phases_match(record: JobRecord, wanted: Mapping[str, str]) -> bool:
+    if not wanted:
+        return True
+    statuses = {p.phase_name: p.status for p in record.phases}
+    return all(statuses.get(name) == status for name, status in wanted.items())
 
 
 def _close_at_exit(ref: weakref.ReferenceType[Tracker]) -> None:

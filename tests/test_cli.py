@@ -313,8 +313,7 @@ def test_plugins_lists_the_bundled_plugins_with_hooks(phasekit: Phasekit) -> Non
     assert all(p["error"] is None for p in plugins.values())
     table = phasekit("plugins")
     assert (
-        "store schemes: memory (event log), postgresql (event log), sqlite (event log)"
-        in table.out
+        "store schemes: memory (event log), postgresql (event log), sqlite (event log)" in table.out
     )
     assert "logging (relayed)" in table.out
     assert "webhook (relayed)" in table.out
@@ -602,3 +601,55 @@ def test_a_stored_phase_set_changed_outside_phasekit_is_refused(
     assert "changed outside phasekit" in run.err
     shown = phasekit("jobs", "show", "t1", "--store", store, "--json")
     assert shown.json()["phases"][0]["status"] == "not_started"
+
+
+def test_jobs_fire_with_an_idempotency_key_commits_once(phasekit: Phasekit, store: str) -> None:
+    assert (
+        phasekit("jobs", "create", "--spec", "ingestion", "--id", "k", "--store", store).code == 0
+    )
+    args = ("jobs", "fire", "k", "discovery", "start", "--idempotency-key", "t1", "--store", store)
+    first = phasekit(*args, "--json")
+    assert first.code == 0, first.err
+    assert first.json()["version"] == 2
+    again = phasekit(*args)
+    assert again.code == 0, again.err
+    assert again.out.startswith("nothing changed: idempotency key 't1' was committed before")
+    history = phasekit("jobs", "history", "k", "--store", store, "--json").json()
+    assert [e["type"] for e in history] == ["job_created", "phase_changed"]
+
+
+def test_jobs_list_by_phase_status(phasekit: Phasekit, store: str) -> None:
+    for job_id in ("a", "b"):
+        phasekit("jobs", "create", "--spec", "ingestion", "--id", job_id, "--store", store)
+    phasekit("jobs", "fire", "a", "discovery", "start", "--store", store)
+    found = phasekit(
+        "jobs", "list", "--phase-status", "discovery=running", "--store", store, "--json"
+    )
+    assert found.code == 0, found.err
+    assert [j["job_id"] for j in found.json()] == ["a"]
+    none = phasekit(
+        "jobs", "list", "--phase-status", "discovery=running", "--phase-status",
+        "extraction=running", "--store", store,
+    )  # fmt: skip
+    assert none.code == 0, none.err
+    assert "with discovery=running, extraction=running" in none.out
+    bad = phasekit("jobs", "list", "--phase-status", "discovery", "--store", store)
+    assert bad.code == 2
+    assert "is not PHASE=STATUS" in bad.err
+
+
+def test_jobs_delete_removes_the_job_and_logs_its_deletion(phasekit: Phasekit, store: str) -> None:
+    phasekit("jobs", "create", "--spec", "ingestion", "--id", "gone", "--store", store)
+    deleted = phasekit("jobs", "delete", "gone", "--store", store)
+    assert deleted.code == 0, deleted.err
+    assert deleted.out.strip() == "deleted job gone (it was at version 1)"
+    shown = phasekit("jobs", "show", "gone", "--store", store)
+    assert shown.code == 1
+    assert "no job 'gone'" in shown.err
+    again = phasekit("jobs", "delete", "gone", "--store", store)
+    assert again.code == 1
+    log = phasekit("events", "--store", store, "--json")
+    assert [json.loads(line)["event"]["type"] for line in log.out.splitlines()] == [
+        "job_created",
+        "job_deleted",
+    ]

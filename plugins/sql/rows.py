@@ -57,7 +57,9 @@ def phase_params(job_id: str, position: int, phase: PhaseRecord) -> dict[str, An
     }
 
 
-def event_params(event: HistoryEvent, data: str) -> dict[str, Any]:
+def event_params(
+    event: HistoryEvent, data: str, idempotency_key: str | None = None
+) -> dict[str, Any]:
     """The history row of ``event`` (``data`` is its JSON): the event and its fields worth
     querying."""
     changed = event if isinstance(event, PhaseChanged) else None
@@ -72,6 +74,7 @@ def event_params(event: HistoryEvent, data: str) -> dict[str, Any]:
         "error": changed.error if changed else None,
         "at": event.at,
         "event": data,
+        "idempotency_key": idempotency_key,
     }
 
 
@@ -141,7 +144,7 @@ class JobQueries:
             .where(jobs.c.job_id.in_(bindparam("job_ids", expanding=True)))
             .subquery("job")
         )
-        self._pages: dict[tuple[bool, bool], Select[Any]] = {}
+        self._pages: dict[tuple[bool, bool, int], Select[Any]] = {}
 
     def _with_phases(self, job: Any, *order: ColumnElement[Any]) -> Select[Any]:
         phases = self.tables.phases
@@ -183,20 +186,32 @@ class JobQueries:
         """Several jobs, parameter ``job_ids`` (a list)."""
         return self._by_ids
 
-    def page(self, *, status: bool, spec: bool) -> Select[Any]:
+    def page(self, *, status: bool, spec: bool, phase_statuses: int = 0) -> Select[Any]:
         """A page of jobs, most recently updated first, then by id.
 
-        Parameters ``limit`` and ``offset``, and ``status`` and ``spec`` when filtered on.
+        Parameters ``limit`` and ``offset``; ``status`` and ``spec`` when filtered on; and
+        ``phase_0``/``phase_status_0``, ... for each of ``phase_statuses`` pairs a job's phase
+        must be in (each an indexed lookup of the phases table).
         """
-        key = (status, spec)
+        key = (status, spec, phase_statuses)
         query = self._pages.get(key)
         if query is None:
-            jobs = self.tables.jobs
+            jobs, phases = self.tables.jobs, self.tables.phases
             inner = select(jobs)
             if status:
                 inner = inner.where(jobs.c.status == bindparam("status"))
             if spec:
                 inner = inner.where(jobs.c.spec_name == bindparam("spec"))
+            for i in range(phase_statuses):
+                inner = inner.where(
+                    select(phases.c.job_id)
+                    .where(
+                        phases.c.phase_name == bindparam(f"phase_{i}"),
+                        phases.c.status == bindparam(f"phase_status_{i}"),
+                        phases.c.job_id == jobs.c.job_id,
+                    )
+                    .exists()
+                )
             page = (
                 inner.order_by(jobs.c.updated_at.desc(), jobs.c.job_id)
                 .limit(bindparam("limit"))

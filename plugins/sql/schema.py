@@ -113,8 +113,8 @@ def _as_utc(value: datetime) -> datetime:
 
 #: The version of the store's tables. A store records it in its ``<prefix>schema`` table and
 #: refuses, before writing anything, tables that record another one. Version 2 added the
-#: event log, the relay's cursors and the dead letters; a store that may create tables
-#: upgrades version 1 tables by adding those (nothing else changed).
+#: event log, the relay's cursors and the dead letters, and the history's idempotency_key
+#: column; a store that may create tables upgrades version 1 tables by adding those.
 SCHEMA_VERSION = 2
 
 #: Constraint names, so that a host's migrations name them the same on every database.
@@ -199,6 +199,8 @@ def build_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables
         Column("error", Text, nullable=True),
         comment="One row per job and phase: the phase's status, counters and timestamps.",
     )
+    # "Jobs whose extraction is not_started": a worker finding work, without a scan.
+    Index(f"ix_{prefix}phases_status", phases.c.phase_name, phases.c.status, phases.c.job_id)
 
     history = Table(
         f"{prefix}history",
@@ -225,9 +227,19 @@ def build_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables
         Column("error", Text, nullable=True),
         Column("at", UTCDateTime, nullable=False),
         Column("event", Text, nullable=False),
+        # The caller's key for the change (a retried request commits it only once).
+        Column("idempotency_key", String, nullable=True),
         comment="Append-only: a job's creation, then every status change, in commit order.",
     )
     Index(f"ix_{prefix}history_job", history.c.job_id, history.c.id)
+    Index(
+        f"ix_{prefix}history_idempotency",
+        history.c.job_id,
+        history.c.idempotency_key,
+        unique=True,
+        postgresql_where=history.c.idempotency_key.is_not(None),
+        sqlite_where=history.c.idempotency_key.is_not(None),
+    )
 
     specs = Table(
         f"{prefix}specs",

@@ -105,6 +105,7 @@ HISTORY_COLUMNS = (
     "error",
     "at",
     "event",
+    "idempotency_key",
 )
 
 

@@ -203,8 +203,18 @@ class SQLStore:
         self._remember(record)
         self._wake(rows)
 
-    def save(self, record: JobRecord, *, expected_version: int, events: Sequence[Event]) -> None:
-        """Replace the job if it is at ``expected_version``, and append ``events``; atomic."""
+    def save(
+        self,
+        record: JobRecord,
+        *,
+        expected_version: int,
+        events: Sequence[Event],
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Replace the job if it is at ``expected_version``, and append ``events``; atomic.
+
+        ``idempotency_key`` is kept with the change's history row (unique per job).
+        """
         self._prepare()
         w = self._writes
         job_id = record.job_id
@@ -216,7 +226,7 @@ class SQLStore:
             cas = w.update_job.args(job)
             changed = self._changed_phases(record, expected_version)
             phases = self._phase_rows(record) if changed is None else w.update_phase.many(changed)
-            rows = self._event_rows(events)
+            rows = self._event_rows(events, idempotency_key)
         except (ValueError, TypeError) as exc:
             raise self._failure(exc, doing) from exc
         try:
@@ -302,22 +312,46 @@ class SQLStore:
         *,
         status: str | None = None,
         spec: str | None = None,
+        phase_status: Mapping[str, str] | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> builtins.list[JobRecord]:
-        """Jobs, most recently updated first then by id, optionally of one status or spec."""
+        """Jobs, most recently updated first then by id, optionally of one status or spec,
+        and with every phase of ``phase_status`` (a name → status mapping) in that status."""
         for name, value in (("limit", limit), ("offset", offset)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidArgumentType(f"{name} must be an int, not {type(value).__name__}")
             if not 0 <= value <= _MAX_INTEGER:
                 raise InvalidArgument(f"{name} must be from 0 to {_MAX_INTEGER:,}, not {value}")
-        query = self._queries.page(status=status is not None, spec=spec is not None)
+        pairs = builtins.list((phase_status or {}).items())
+        query = self._queries.page(
+            status=status is not None, spec=spec is not None, phase_statuses=len(pairs)
+        )
         params: dict[str, Any] = {"limit": limit, "offset": offset}
+        for i, (phase, wanted) in enumerate(pairs):
+            params[f"phase_{i}"] = phase
+            params[f"phase_status_{i}"] = wanted
         if status is not None:
             params["status"] = status
         if spec is not None:
             params["spec"] = spec
         return self._read(query, params, "list jobs", remember=False)
+
+    def seen_idempotency_key(self, job_id: str, key: str) -> bool:
+        """Whether a change of job ``job_id`` was committed with ``key``."""
+        history = self.tables.history
+        query = (
+            select(history.c.id)
+            .where(
+                history.c.job_id == bindparam("job_id"),
+                history.c.idempotency_key == bindparam("key"),
+            )
+            .limit(1)
+        )
+        rows = self._fetch(
+            query, {"job_id": job_id, "key": key}, f"look up a key of job {job_id!r}"
+        )
+        return bool(rows)
 
     def history(self, job_id: str) -> builtins.list[HistoryEvent]:
         """The job's creation, then every status change, in commit order."""
@@ -700,6 +734,7 @@ class SQLStore:
         row = conn.execute(select(info.c.version).where(info.c.name == "phasekit")).first()
         if row is not None:
             if row[0] == 1 and self.create_tables:  # create_all has just added version 2's tables
+                self._upgrade_history(conn)
                 conn.execute(
                     info.update().where(info.c.name == "phasekit").values(version=SCHEMA_VERSION)
                 )
@@ -728,6 +763,18 @@ class SQLStore:
             )
         conn.execute(info.insert().values(name="phasekit", version=SCHEMA_VERSION))
         self._start_sequence(conn)
+
+    def _upgrade_history(self, conn: Connection) -> None:
+        """Add version 2's idempotency_key column, and its index, to a version 1 history."""
+        history = self.tables.history
+        columns = {c["name"] for c in inspect(conn).get_columns(history.name, schema=self.schema)}
+        if "idempotency_key" in columns:
+            return
+        name = conn.dialect.identifier_preparer.format_table(history)
+        conn.execute(text(f"ALTER TABLE {name} ADD COLUMN idempotency_key VARCHAR"))
+        for index in history.indexes:
+            if "idempotency_key" in index.columns:
+                index.create(conn)
 
     def _start_sequence(self, conn: Connection) -> None:
         """Make sure the event_sequence row a PostgreSQL reader locks to number events exists."""
@@ -767,14 +814,19 @@ class SQLStore:
             [phase_params(job_id, i, p) for i, p in enumerate(record.phases)]
         )
 
-    def _event_rows(self, events: Sequence[Event]) -> tuple[builtins.list[Any], builtins.list[Any]]:
-        """The history rows and the event log rows of a commit's ``events``."""
+    def _event_rows(
+        self, events: Sequence[Event], idempotency_key: str | None = None
+    ) -> tuple[builtins.list[Any], builtins.list[Any]]:
+        """The history rows and the event log rows of a commit's ``events``; the key goes
+        with the commit's first history row."""
         w = self._writes
         history, logged = [], []
+        key = idempotency_key
         for event in events:
             data = event.model_dump_json()
             if isinstance(event, HISTORY_TYPES):
-                history.append(w.insert_history.args(event_params(event, data)))
+                history.append(w.insert_history.args(event_params(event, data, key)))
+                key = None
             logged.append(w.insert_event.args(log_params(event, data)))
         return history, logged
 

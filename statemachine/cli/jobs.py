@@ -1,7 +1,9 @@
-"""``phasekit jobs``: list, show, create, fire triggers on and report progress of stored jobs."""
+"""``phasekit jobs``: list, show, create, fire triggers on, report progress of and delete
+stored jobs."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import uuid
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import Any
 import click
 from rich.text import Text
 
-from ..errors import InvalidArgument, InvalidTransition, UnknownPhase
+from ..errors import InvalidArgument, InvalidTransition, PhaseKitError, UnknownPhase
 from ..limits import MAX_COUNT, MAX_JOB_ID_LENGTH
 from ..runtime import JobState, PhaseState, job_schema, unknown_trigger
 from .app import cli
@@ -48,6 +50,13 @@ def jobs() -> None:
 @jobs.command("list")
 @click.option("--status", metavar="STATUS", help="Only jobs in this overall status.")
 @click.option(
+    "--phase-status",
+    "phase_statuses",
+    metavar="PHASE=STATUS",
+    multiple=True,
+    help="Only jobs whose PHASE is in STATUS (repeat for several; all must hold).",
+)
+@click.option(
     "--limit",
     type=click.IntRange(1, 10_000),
     default=100,
@@ -57,11 +66,35 @@ def jobs() -> None:
 @store_options
 @_json_option
 def list_jobs(
-    *, status: str | None, limit: int, store_url: str, config_path: Path | None, as_json: bool
+    *,
+    status: str | None,
+    phase_statuses: tuple[str, ...],
+    limit: int,
+    store_url: str,
+    config_path: Path | None,
+    as_json: bool,
 ) -> None:
     """List jobs, most recently updated first."""
+    wanted: dict[str, str] = {}
+    for pair in phase_statuses:
+        phase, sep, wanted_status = pair.partition("=")
+        if not sep or not phase or not wanted_status:
+            raise click.BadParameter(
+                f"{shorten(pair)!r} is not PHASE=STATUS (e.g. extraction=not_started)",
+                param_hint="--phase-status",
+            )
+        wanted[phase] = wanted_status
     with StoreSession(store_url, config_path, read_only=True) as session:
-        records = session.store.list(status=status, limit=limit)
+        if wanted:
+            if "phase_status" not in inspect.signature(session.store.list).parameters:
+                raise PhaseKitError(
+                    f"store {type(session.store).__name__} cannot filter jobs by phase status"
+                )
+            records = session.store.list(  # type: ignore[call-arg]
+                status=status, phase_status=wanted, limit=limit
+            )
+        else:
+            records = session.store.list(status=status, limit=limit)
     schemas = [job_schema(r) for r in records]
     if as_json:
         echo_json([s.model_dump(mode="json") for s in schemas])
@@ -69,6 +102,8 @@ def list_jobs(
     out = console()
     if not schemas:
         where = f" in status {shorten(status)!r}" if status else ""
+        if wanted:
+            where += " with " + ", ".join(f"{p}={v}" for p, v in wanted.items())
         out.print(Text(f"no jobs{where} in {session.store_url}"), soft_wrap=True)
         return
     out.print(jobs_table(schemas))
@@ -86,7 +121,7 @@ def show_job(
     with StoreSession(store_url, config_path, read_only=True) as session:
         record = session.record(job_id)
         phase_set = session.try_spec_for_job(record, spec)
-    schema = job_schema(record)
+    schema = job_schema(record, phase_set.allowed_triggers if phase_set is not None else None)
     if as_json:
         echo_json(schema.model_dump(mode="json"))
         return
@@ -178,6 +213,11 @@ def _summary(job: JobState) -> Text:
 @click.argument("phase_name", metavar="PHASE")
 @click.argument("trigger", metavar="TRIGGER")
 @click.option("--error", metavar="MSG", help="Error message the trigger records on the phase.")
+@click.option(
+    "--idempotency-key",
+    metavar="KEY",
+    help="Commit the change once: a repeated call with this key changes nothing.",
+)
 @_spec_option
 @store_options
 @_json_option
@@ -187,6 +227,7 @@ def fire(
     phase_name: str,
     trigger: str,
     error: str | None,
+    idempotency_key: str | None,
     spec: str | None,
     store_url: str,
     config_path: Path | None,
@@ -208,11 +249,25 @@ def fire(
                 reason=unknown_trigger(tracker.spec.name, shorten(trigger), tracker.spec.triggers),
             )
         source = phase.status
-        phase.trigger(trigger, error=error)
+        # By id: another writer committing meanwhile means a re-plan, not an error.
+        job = tracker.fire(
+            record.job_id, phase.phase_name, trigger, error=error, idempotency_key=idempotency_key
+        )
+        phase = job.phases[phase.phase_name]
         schema = job.to_schema()
         summary = _summary(job)
     if as_json:
         echo_json(schema.model_dump(mode="json"))
+        return
+    if job.version == record.version:  # the key was committed before: nothing changed
+        console().print(
+            Text.assemble(
+                f"nothing changed: idempotency key {shorten(idempotency_key or '')!r} was "
+                "committed before; ",
+                summary,
+            ),
+            soft_wrap=True,
+        )
         return
     console().print(
         Text.assemble(
@@ -253,9 +308,9 @@ def progress(
     with StoreSession(store_url, config_path) as session:
         record = session.record(job_id)
         tracker = session.tracker(session.spec_for_job(record, spec))
-        job = tracker.get_job(record.job_id)
-        phase = _phase(job, phase_name)
-        phase.update_progress(processed, total)
+        phase_name = _phase(tracker.get_job(record.job_id), phase_name).phase_name
+        job = tracker.report_progress(record.job_id, phase_name, processed, total)
+        phase = job.phases[phase_name]
         schema = job.to_schema()
         summary = _summary(job)
     if as_json:
@@ -270,6 +325,25 @@ def progress(
         soft_wrap=True,
     )
     out.print(progress_cell(phase.progress, width=30))
+
+
+@jobs.command("delete")
+@click.argument("job_id", metavar="ID")
+@_spec_option
+@store_options
+@_json_option
+def delete(
+    *, job_id: str, spec: str | None, store_url: str, config_path: Path | None, as_json: bool
+) -> None:
+    """Delete job ID: its row, its phases and its history (the deletion stays in the event log)."""
+    with StoreSession(store_url, config_path, read_only=True) as session:
+        record = session.record(job_id)
+        tracker = session.tracker(session.spec_for_job(record, spec))
+        deleted = tracker.delete_job(record.job_id)
+    if as_json:
+        echo_json(deleted.model_dump(mode="json"))
+        return
+    click.echo(f"deleted job {shorten(record.job_id)} (it was at version {record.version})")
 
 
 @jobs.command("history")

@@ -194,8 +194,8 @@ class PhaseState:
         return self._job._phases[self._index]
 
     def to_schema(self) -> PhaseStateSchema:
-        """The phase as a pydantic model, for APIs."""
-        return phase_schema(self.to_record())
+        """The phase as a pydantic model, for APIs, with the triggers its status allows."""
+        return phase_schema(self.to_record(), self._job.spec.allowed_triggers)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PhaseState):
@@ -477,8 +477,9 @@ class JobState:
         )
 
     def to_schema(self) -> JobStateSchema:
-        """The job as a pydantic model, for APIs and JSON output."""
-        return job_schema(self.to_record())
+        """The job as a pydantic model, for APIs and JSON output; each phase lists the
+        triggers its status allows."""
+        return job_schema(self.to_record(), self.spec.allowed_triggers)
 
     def __repr__(self) -> str:
         return (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,11 @@ class PhaseStateSchema(BaseModel):
     completed_at: AwareDatetime | None = None
     updated_at: AwareDatetime | None = None
     error: str | None = None
+    allowed_triggers: list[str] | None = Field(
+        None,
+        description="Triggers declared from the phase's status, in declaration order (guards "
+        "not asked); null when the phase set was not at hand.",
+    )
 
 
 class JobStateSchema(BaseModel):
@@ -45,13 +51,21 @@ class JobStateSchema(BaseModel):
     phases: list[PhaseStateSchema]
 
 
-def phase_schema(record: PhaseRecord) -> PhaseStateSchema:
-    """The API model of a stored phase."""
-    return PhaseStateSchema.model_validate(record, from_attributes=True)
+def phase_schema(
+    record: PhaseRecord, allowed: Callable[[str], Sequence[str]] | None = None
+) -> PhaseStateSchema:
+    """The API model of a stored phase; ``allowed(status)`` gives its allowed triggers."""
+    schema = PhaseStateSchema.model_validate(record, from_attributes=True)
+    if allowed is None:
+        return schema
+    return schema.model_copy(update={"allowed_triggers": list(allowed(record.status))})
 
 
-def job_schema(record: JobRecord) -> JobStateSchema:
-    """The API model of a stored job, read from its record alone (no phase set needed)."""
+def job_schema(
+    record: JobRecord, allowed: Callable[[str], Sequence[str]] | None = None
+) -> JobStateSchema:
+    """The API model of a stored job, read from its record alone; with ``allowed`` (a phase
+    set's ``allowed_triggers``), each phase says which triggers its status allows."""
     return JobStateSchema(
         job_id=record.job_id,
         spec=record.spec_name,
@@ -62,5 +76,5 @@ def job_schema(record: JobRecord) -> JobStateSchema:
         metadata=dict(record.metadata),
         created_at=record.created_at,
         updated_at=record.updated_at,
-        phases=[phase_schema(p) for p in record.phases],
+        phases=[phase_schema(p, allowed) for p in record.phases],
     )

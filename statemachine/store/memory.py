@@ -26,6 +26,12 @@ MAX_LOGGED_EVENTS = 100_000
 __all__ = ["MemoryStore"]
 
 
+def _phases_in(record: JobRecord, wanted: Mapping[str, str]) -> bool:
+    """Whether every phase named in ``wanted`` is in the status it maps to."""
+    statuses = {p.phase_name: p.status for p in record.phases}
+    return all(statuses.get(name) == status for name, status in wanted.items())
+
+
 def _packed_at(packed: _Packed) -> datetime:
     """The ``at`` of a packed event (every event class declares it fourth)."""
     at: datetime = packed[4]
@@ -82,6 +88,7 @@ class MemoryStore:
         self._appended = threading.Condition(self._lock)
         self._cursors: dict[str, RelayCursor] = {}
         self._dead: dict[tuple[str, int], DeadLetter] = {}
+        self._keys: dict[str, set[str]] = {}
         #: Events the log let go of before every reader had them.
         self.dropped_events = 0
 
@@ -112,7 +119,14 @@ class MemoryStore:
         jobs = self._jobs
         return {i: jobs[i] for i in job_ids if i in jobs}
 
-    def save(self, record: JobRecord, *, expected_version: int, events: Sequence[Event]) -> None:
+    def save(
+        self,
+        record: JobRecord,
+        *,
+        expected_version: int,
+        events: Sequence[Event],
+        idempotency_key: str | None = None,
+    ) -> None:
         with self._lock:
             current = self._jobs.get(record.job_id)
             if current is None:
@@ -122,6 +136,8 @@ class MemoryStore:
                     record.job_id, expected_version=expected_version, actual_version=current.version
                 )
             self._jobs[record.job_id] = record
+            if idempotency_key is not None:
+                self._keys.setdefault(record.job_id, set()).add(idempotency_key)
             if events:
                 self._history[record.job_id].extend(
                     [_pack(e) for e in events if isinstance(e, HISTORY_TYPES)]
@@ -140,7 +156,13 @@ class MemoryStore:
                 )
             del self._jobs[job_id]
             self._history.pop(job_id, None)
+            self._keys.pop(job_id, None)
             self._append(events)
+
+    def seen_idempotency_key(self, job_id: str, key: str) -> bool:
+        """Whether a change of job ``job_id`` was committed with ``key``."""
+        with self._lock:
+            return key in self._keys.get(job_id, ())
 
     def _append(self, events: Sequence[Event]) -> None:
         """Add ``events`` to the log (the lock is held)."""
@@ -260,15 +282,19 @@ class MemoryStore:
         *,
         status: str | None = None,
         spec: str | None = None,
+        phase_status: Mapping[str, str] | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> builtins.list[JobRecord]:
         limit, offset = check_page(limit, offset)
+        wanted = dict(phase_status or {})
         with self._lock:
             records = [
                 r
                 for r in self._jobs.values()
-                if (status is None or r.status == status) and (spec is None or r.spec_name == spec)
+                if (status is None or r.status == status)
+                and (spec is None or r.spec_name == spec)
+                and (not wanted or _phases_in(r, wanted))
             ]
         records.sort(key=list_order)
         return records[offset : offset + limit]
