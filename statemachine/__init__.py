@@ -7,6 +7,7 @@ the subpackages behind it.
 
 from __future__ import annotations
 
+from .async_tracker import AsyncTracker
 from .errors import (
     ConcurrentUpdateError,
     DeliveryError,
@@ -26,6 +27,7 @@ from .errors import (
     UnknownPhase,
 )
 from .hooks import PluginInfo, Veto, hookimpl
+from .relay import NotifierStatus, Relay, RelayOptions
 from .runtime import (
     Action,
     Guard,
@@ -75,6 +77,7 @@ __version__ = "0.1.0"
 __all__ = [
     "HISTORY_TYPES",
     "Action",
+    "AsyncTracker",
     "ConcurrentUpdateError",
     "ConfigError",
     "DeadLetter",
@@ -97,6 +100,7 @@ __all__ = [
     "JobStatusChanged",
     "LoggedEvent",
     "MemoryStore",
+    "NotifierStatus",
     "PermanentDeliveryError",
     "PersistenceError",
     "PhaseChanged",
@@ -108,8 +112,10 @@ __all__ = [
     "PhaseStatus",
     "PluginInfo",
     "ProgressUpdated",
+    "Relay",
     "RelayCursor",
     "RelayLedger",
+    "RelayOptions",
     "SpecArchive",
     "SpecError",
     "SpecIssue",

@@ -142,6 +142,9 @@ class Tracker:
         )
         self._closed = False
         self._commits = _Commits(self)
+        #: How a by-id call waits before it tries again (an AsyncTracker waits without
+        #: blocking its event loop).
+        self.wait: Callable[[float], None] = time.sleep
         if notifiers:
             self.use_notifiers(notifiers, relay, relay_options)
 
@@ -403,7 +406,7 @@ class Tracker:
             except ConcurrentUpdateError:
                 if attempt == self.conflict_retries:
                     raise
-                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # jittered
+                self.wait(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # jittered
                 continue
             return job
         raise AssertionError("unreachable: the last attempt returns or raises")

@@ -19,6 +19,7 @@ PLUGINS = ROOT / "plugins"
 #: The public API. A name added to ``statemachine.__all__`` is a promise: add it here on purpose.
 PUBLIC_API = [
     "Action",
+    "AsyncTracker",
     "ConcurrentUpdateError",
     "ConfigError",
     "DeadLetter",
@@ -42,6 +43,7 @@ PUBLIC_API = [
     "JobStatusChanged",
     "LoggedEvent",
     "MemoryStore",
+    "NotifierStatus",
     "PermanentDeliveryError",
     "PersistenceError",
     "PhaseChanged",
@@ -53,8 +55,10 @@ PUBLIC_API = [
     "PhaseStatus",
     "PluginInfo",
     "ProgressUpdated",
+    "Relay",
     "RelayCursor",
     "RelayLedger",
+    "RelayOptions",
     "SpecArchive",
     "SpecError",
     "SpecIssue",

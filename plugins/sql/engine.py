@@ -100,9 +100,14 @@ def create_store_engine(
     busy_timeout: float = 30.0,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT,
+    asyncio: bool = False,
     **engine_options: Any,
 ) -> Engine:
     """An engine for ``url`` set up as the store needs it; ``engine_options`` go to SQLAlchemy.
+
+    With ``asyncio=True`` it is the ``sync_engine`` of an asyncio engine on the async driver
+    (aiosqlite, psycopg's async connection): the store's code runs unchanged on it inside
+    SQLAlchemy's ``greenlet_spawn``, as an ``AsyncSession`` runs a ``Session``.
 
     On PostgreSQL every connection waits at most ``lock_timeout`` seconds for a row lock and
     runs a statement for at most ``statement_timeout`` seconds (0 turns either off), and a
@@ -120,10 +125,33 @@ def create_store_engine(
         connect_args = dict(engine_options.pop("connect_args", {}))
         connect_args["options"] = f"{connect_args.get('options', '')} {options}".strip()
         engine_options = {"pool_pre_ping": True, **engine_options, "connect_args": connect_args}
-    engine = create_engine(parsed, **engine_options)
+    if asyncio:
+        engine = _async_engine(parsed, engine_options)
+    else:
+        engine = create_engine(parsed, **engine_options)
     if parsed.get_backend_name() == "sqlite":
         configure_sqlite(engine, synchronous=synchronous, busy_timeout=busy_timeout)
     return engine
+
+
+#: The async driver of each backend, for ``asyncio=True``.
+ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "psycopg_async"}
+
+
+def _async_engine(parsed: URL, engine_options: dict[str, Any]) -> Engine:
+    backend = parsed.get_backend_name()
+    for module in ("greenlet", *(["aiosqlite"] if backend == "sqlite" else [])):
+        try:
+            __import__(module)
+        except ImportError:
+            raise PhaseKitError(
+                f"an asyncio store on {backend} needs {module}, which is not installed: "
+                "pip install 'phasekit[async]'"
+            ) from None
+    from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415 (asyncio only)
+
+    driver = parsed.set(drivername=f"{backend}+{ASYNC_DRIVERS[backend]}")
+    return create_async_engine(driver, **engine_options).sync_engine
 
 
 def _milliseconds(name: str, seconds: float) -> int:
@@ -181,7 +209,7 @@ def configure_sqlite(
         options = conn.get_execution_options()
         if options.get("isolation_level") == "AUTOCOMMIT":
             return
-        if conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+        if conn.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
             return
         conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE_OPTION) else "BEGIN")
 

@@ -98,6 +98,7 @@ class SQLStore:
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT,
         notify: bool = True,
+        asyncio: bool = False,
         engine_options: Mapping[str, Any] | None = None,
     ) -> None:
         if (url is None) == (engine is None):
@@ -112,6 +113,7 @@ class SQLStore:
                 busy_timeout=busy_timeout,
                 lock_timeout=lock_timeout,
                 statement_timeout=statement_timeout,
+                asyncio=asyncio,
                 **(engine_options or {}),
             )
             self._owns_engine = True
@@ -150,6 +152,9 @@ class SQLStore:
         self._ready_lock = threading.Lock()
         self._ready = False
         self._closed = False
+        #: Whether the engine runs an async driver: the store is then called inside
+        #: SQLAlchemy's ``greenlet_spawn`` (``AsyncTracker`` does), never from a plain thread.
+        self.asyncio = engine.dialect.is_async
         if not isinstance(notify, bool):
             raise InvalidArgumentType(f"notify must be true or false, not {notify!r}")
         #: The PostgreSQL channel a commit sends a NOTIFY on (a wake-up hint for readers of
@@ -497,7 +502,7 @@ class SQLStore:
         return self._commit_count != count
 
     def _listen(self) -> _Listener | None:
-        if self.channel is None:
+        if self.channel is None or self.asyncio:
             return None
         with self._ready_lock:
             if self._listener is None and not self._closed:

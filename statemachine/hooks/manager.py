@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.metadata
+import inspect
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -100,6 +101,9 @@ class PluginManager:
         self._pm.add_hookspecs(specs)
         self._infos: dict[str, PluginInfo] = {}
         self._impls: dict[str, tuple[Any, ...]] = {}
+        #: How a coroutine an implementation returned is awaited. A Tracker cannot await:
+        #: the coroutine is closed and logged. An AsyncTracker sets it to await the result.
+        self.awaiter: Callable[[Any], Any] | None = None
         for name, plugin in builtins:
             self._register(plugin, name, PluginInfo(name=name, source="builtin"))
         if load_entrypoints and not os.environ.get(DISABLE_AUTOLOAD_ENV):
@@ -217,11 +221,27 @@ class PluginManager:
         """Whether any plugin implements ``hook``."""
         return bool(self._implementations(hook))
 
+    def _settle(self, impl: Any, hook: str, result: Any) -> Any:
+        """``result``, awaited when it is a coroutine (``async def`` implementations)."""
+        if not inspect.isawaitable(result):
+            return result
+        if self.awaiter is not None:
+            return self.awaiter(result)
+        close = getattr(result, "close", None)
+        if callable(close):
+            close()
+        raise PhaseKitError(
+            f"plugin {impl.plugin_name!r} implements {hook} as a coroutine, which a Tracker "
+            "cannot await; use an AsyncTracker, or a plain function"
+        )
+
     def _call_each(self, hook: str, kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
         results: list[tuple[str, Any]] = []
         for impl in self._implementations(hook):
             try:
-                result = impl.function(*[kwargs[a] for a in impl.argnames])
+                result = self._settle(
+                    impl, hook, impl.function(*[kwargs[a] for a in impl.argnames])
+                )
             except Exception:
                 log.exception("phasekit plugin %r failed in hook %s", impl.plugin_name, hook)
                 continue
@@ -269,7 +289,11 @@ class PluginManager:
         vetoes: list[tuple[str, Veto]] = []
         for impl in self._implementations("before_transition"):
             try:
-                result = impl.function(*[{"event": event}[a] for a in impl.argnames])
+                result = self._settle(
+                    impl,
+                    "before_transition",
+                    impl.function(*[{"event": event}[a] for a in impl.argnames]),
+                )
             except Exception as exc:
                 log.exception("phasekit plugin %r failed in before_transition", impl.plugin_name)
                 result = Veto(f"plugin raised {type(exc).__name__}: {exc}")

@@ -94,6 +94,7 @@ class MemoryStore:
 
     @classmethod
     def from_url(cls, url: str = "memory://", **options: Any) -> MemoryStore:
+        options.pop("asyncio", None)  # the memory store serves sync and async trackers alike
         unknown = set(options) - {"max_events"}
         if unknown:
             raise InvalidArgumentType(
