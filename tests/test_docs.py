@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,11 +77,30 @@ def test_readme_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     readme = (ROOT / "README.md").read_text()
     video = next(b for b in _yaml_blocks(ROOT / "README.md") if b.startswith("# video.yaml"))
     (tmp_path / "video.yaml").write_text(video)
-    code = re.search(r"### 2\. Drive jobs from Python\n\n```python\n(.*?)```", readme, re.S)
-    assert code is not None
+    section = readme.split("### 2. Drive jobs from Python", 1)[1].split("### 3.", 1)[0]
+    worker, handler, script = re.findall(r"```python\n(.*?)```", section, re.S)
     monkeypatch.chdir(tmp_path)
+    # The by-id patterns first: a worker finds a queued job and drives it, by id.
+    with statemachine.Tracker("video.yaml", store="sqlite:///jobs.db") as tracker:
+        tracker.create_job("queued-1")
+    exec(compile(worker, "README.md", "exec"), {})
+    with statemachine.Tracker("video.yaml", store="sqlite:///jobs.db") as tracker:
+        transcode = tracker.get_job("queued-1").phases["transcode"]
+        assert (transcode.status, transcode.items_processed) == ("done", 60)
+        tracker.create_job("queued-2")
+    handled: dict[str, Any] = {}
+    exec(compile(handler, "README.md", "exec"), handled)
+
+    async def request_twice() -> tuple[Any, Any]:
+        first = await handled["start_transcode"]("queued-2", "req-1")
+        again = await handled["start_transcode"]("queued-2", "req-1")  # a retried request
+        await handled["tracker"].close()
+        return first, again
+
+    first, again = asyncio.run(request_twice())
+    assert first.phases[1].status == "working" and again.version == first.version
     namespace: dict[str, object] = {}
-    exec(compile(code[1], "README.md", "exec"), namespace)
+    exec(compile(script, "README.md", "exec"), namespace)
     job = namespace["job"]
     assert isinstance(job, statemachine.JobState)
     assert job.get_overall_status() == "failed"
