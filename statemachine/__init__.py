@@ -27,6 +27,7 @@ from .errors import (
     UnknownPhase,
 )
 from .hooks import PluginInfo, Veto, hookimpl
+from .limits import parse_duration
 from .relay import NotifierStatus, Relay, RelayOptions
 from .runtime import (
     Action,
@@ -135,6 +136,7 @@ __all__ = [
     "list_order",
     "load_spec",
     "open_store",
+    "parse_duration",
     "parse_event",
     "parse_spec",
     "spec_from_dict",

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from .errors import InvalidArgument, InvalidArgumentType
@@ -25,6 +27,7 @@ __all__ = [
     "check_metadata",
     "check_page",
     "nesting",
+    "parse_duration",
     "validate_job_id",
 ]
 
@@ -174,3 +177,39 @@ def _check_text(text: str, where: str) -> None:
         raise InvalidArgument(
             f"{where} holds a lone surrogate ({text!r}), which UTF-8 cannot encode"
         ) from None
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+#: The longest duration phasekit takes (100 years), so that every time it adds stays valid.
+MAX_DURATION = timedelta(days=36_525)
+
+
+def parse_duration(value: object, what: str = "duration") -> timedelta:
+    """A duration: a number of seconds, a ``timedelta``, or text like ``30s``, ``5m``, ``2h``,
+    ``1d``, ``2w`` and their combinations (``1h30m``). Zero and negative durations are refused.
+    """
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool):
+        raise InvalidArgumentType(f"{what} must be a duration like 30s, 5m or 2h, not {value!r}")
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        parts = _DURATION_PART.findall(text)
+        if not text or "".join(n + u for n, u in parts) != text.replace(" ", ""):
+            raise InvalidArgument(
+                f"{what} {value[:40]!r} is not a duration; write a number of seconds, or "
+                "30s, 5m, 2h, 1d, 2w, or a combination like 1h30m"
+            )
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    else:
+        raise InvalidArgumentType(
+            f"{what} must be a duration like 30s, 5m or 2h, not {type(value).__name__}"
+        )
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidArgument(f"{what} must be longer than zero, not {value!r}")
+    if seconds > MAX_DURATION.total_seconds():
+        raise InvalidArgument(f"{what} must be at most 100 years, not {value!r}")
+    return timedelta(seconds=seconds)

@@ -78,6 +78,7 @@ PUBLIC_API = [
     "list_order",
     "load_spec",
     "open_store",
+    "parse_duration",
     "parse_event",
     "parse_spec",
     "spec_from_dict",

@@ -26,8 +26,10 @@ from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.schema import CreateTable
 from statemachine.plugins.sql import SQLStore, store_url, tables_metadata
+from statemachine.plugins.sql import store as sql_store_module
 from statemachine.plugins.sql.schema import NAMING_CONVENTION, SCHEMA_VERSION, build_tables
 
+import statemachine
 from statemachine import (
     ConcurrentUpdateError,
     DeadLetter,
@@ -862,3 +864,32 @@ def test_tables_a_host_makes_from_tables_metadata_hold_the_event_log(
         assert db.execute("SELECT name, version FROM host_schema").fetchall() == [
             ("phasekit", SCHEMA_VERSION)
         ]
+
+
+def test_a_store_with_event_retention_prunes_old_delivered_events_as_it_commits(
+    tmp_path: Path, ingestion: PhaseSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SQLStore(f"sqlite:///{tmp_path / 'kept.db'}", event_retention="1s")
+    assert store.event_retention == timedelta(seconds=1)
+    with tracker_on(store, ingestion) as tracker:
+        tracker.create_job("old")
+        first = store.last_position()
+        time.sleep(1.1)  # the first event is now older than the retention
+        monkeypatch.setattr(sql_store_module, "PRUNE_EVERY", 0.0)
+        tracker.create_job("new")  # this commit prunes
+        assert [e.position for e in store.read_events()] == [first + 1]
+        assert store.last_position() == first + 1
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("5m", 300), ("2h", 7200), ("1d", 86400), ("1h30m", 5400), (12, 12), (0.5, 0.5)],
+)
+def test_durations_read_as_the_format_writes_them(text: object, seconds: float) -> None:
+    assert statemachine.parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "5", "5x", "m5", "-5s", "0s", 0, "1h 30", True])
+def test_a_bad_duration_says_how_to_write_one(text: object) -> None:
+    with pytest.raises((ValueError, TypeError), match=r"duration|longer than zero"):
+        statemachine.parse_duration(text, "event_retention")

@@ -32,6 +32,7 @@ from statemachine import (
     LoggedEvent,
     PersistenceError,
     RelayCursor,
+    parse_duration,
     parse_event,
 )
 
@@ -68,6 +69,8 @@ LOAD_MANY_CHUNK = 500
 KNOWN_RECORDS = 4096
 # Serialises table creation between processes on PostgreSQL (an advisory lock key).
 _CREATE_LOCK_KEY = 0x7068617365
+#: How often a store with ``event_retention`` prunes its event log, at most (seconds).
+PRUNE_EVERY = 60.0
 #: Events a reader numbers in one step on PostgreSQL (see the events table).
 NUMBER_BATCH = 10_000
 #: How long a reader waiting for events without a LISTEN sleeps between looks: from
@@ -98,6 +101,7 @@ class SQLStore:
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT,
         notify: bool = True,
+        event_retention: float | str | timedelta | None = None,
         asyncio: bool = False,
         engine_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -160,6 +164,12 @@ class SQLStore:
         #: The PostgreSQL channel a commit sends a NOTIFY on (a wake-up hint for readers of
         #: the log), or None.
         self.channel = _channel(table_prefix, schema) if notify and not self._sqlite else None
+        #: How long the event log keeps events every relay cursor has passed (None: for
+        #: good). Past it, a commit prunes the log, at most once per ``PRUNE_EVERY`` seconds.
+        self.event_retention = (
+            None if event_retention is None else parse_duration(event_retention, "event_retention")
+        )
+        self._pruned_at = time.monotonic()
         self._committed = threading.Condition()  # this process's own commits wake its readers
         self._commit_count = 0
         events = self.tables.events
@@ -852,6 +862,24 @@ class SQLStore:
             with self._committed:
                 self._commit_count += 1
                 self._committed.notify_all()
+            if self.event_retention is not None:
+                self._prune_when_due()
+
+    def _prune_when_due(self) -> None:
+        """Apply ``event_retention``, once every ``PRUNE_EVERY`` seconds at most."""
+        assert self.event_retention is not None
+        now = time.monotonic()
+        with self._committed:
+            if now - self._pruned_at < PRUNE_EVERY:
+                return
+            self._pruned_at = now
+        try:
+            removed = self.prune_events(before=datetime.now(UTC) - self.event_retention)
+        except PersistenceError as exc:  # the commit stands; the next one tries again
+            log.warning("phasekit: could not prune the event log: %s", exc)
+            return
+        if removed:
+            log.info("phasekit: pruned %d event(s) from %s", removed, self._name)
 
     def _changed_phases(
         self, record: JobRecord, expected_version: int

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -15,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import InvalidArgument, PhaseKitError
+from ..limits import parse_duration
 from ..relay import NotifierStatus, Relay
 from ..store import (
     Event,
@@ -34,18 +34,13 @@ __all__ = ["events", "parse_before", "relay"]
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])\Z")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
 
 def parse_before(text: str, *, now: datetime | None = None) -> datetime:
-    """A cut-off time: a duration back from now (``90s``, ``30m``, ``12h``, ``7d``, ``2w``)
+    """A cut-off time: a duration back from now (``90s``, ``30m``, ``12h``, ``7d``, ``1d12h``)
     or an ISO 8601 timestamp (UTC when it has no offset)."""
     value = text.strip()
-    match = _DURATION.match(value)
-    if match:
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-        return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
+    if value and value[0].isdigit() and value[-1].lower() in "smhdw":
+        return (now or datetime.now(UTC)) - parse_duration(value, "--before")
     try:
         at = datetime.fromisoformat(value)
     except ValueError:
