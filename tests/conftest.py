@@ -164,6 +164,22 @@ def pg_schema() -> Iterator[tuple[str, str]]:
     try:
         yield url, schema
     finally:
+        # Table by table, a few per transaction: one DROP SCHEMA ... CASCADE over the
+        # thousands of tables a run makes takes a lock per object in one transaction, more
+        # than the server's lock table holds (max_locks_per_transaction).
+        with engine.connect() as conn:
+            tables = (
+                conn.execute(
+                    text("SELECT tablename FROM pg_tables WHERE schemaname = :schema"),
+                    {"schema": schema},
+                )
+                .scalars()
+                .all()
+            )
+        for start in range(0, len(tables), 20):
+            with engine.begin() as conn:
+                for table in tables[start : start + 20]:
+                    conn.execute(text(f'DROP TABLE IF EXISTS "{schema}"."{table}" CASCADE'))
         with engine.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
