@@ -203,10 +203,17 @@ class _Lane:
         self.counts = _Counts()
         self._cursor: RelayCursor | None = None
         self._thread: threading.Thread | None = None
+        # One delivery at a time per notifier in this relay too: a pass of the lane's thread
+        # and a retry_dead() called meanwhile (say, on a tracker's running relay) take turns.
+        self._busy = threading.Lock()
 
     # -- one pass ----------------------------------------------------------------------------
 
     def pump(self, *, until: int | None = None) -> _Pump:
+        with self._busy:
+            return self._pump(until)
+
+    def _pump(self, until: int | None) -> _Pump:
         relay, options = self.relay, self.relay.options
         cursor = relay.ledger.claim_cursor(self.name, relay.owner, lease=options.lease)
         self._cursor = cursor
@@ -343,6 +350,10 @@ class _Lane:
 
     def retry_dead(self) -> tuple[int, int]:
         """Deliver this notifier's dead letters again, oldest first, and enable it."""
+        with self._busy:
+            return self._retry_dead()
+
+    def _retry_dead(self) -> tuple[int, int]:
         relay = self.relay
         cursor = relay.ledger.claim_cursor(self.name, relay.owner, lease=relay.options.lease)
         if cursor is None:
@@ -372,7 +383,8 @@ class _Lane:
                 relay.ledger.remove_dead_letter(self.name, letter.position)
                 delivered += 1
         finally:
-            relay.ledger.release_cursor(self.name, relay.owner)
+            if self._thread is None or not self._thread.is_alive():  # else the lane goes on
+                relay.ledger.release_cursor(self.name, relay.owner)
         return delivered, failed
 
     def _holder(self) -> str:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -597,6 +598,44 @@ def test_retry_dead_counts_the_letters_still_refused_and_keeps_them(place: Place
     assert sorted(rec.ids) == sorted(e.event.event_id for e in events)
 
 
+def test_retry_dead_on_a_running_relay_takes_turns_with_its_lane_and_keeps_the_lease(
+    place: Place,
+) -> None:
+    store = place.open()
+    tracker = tracker_on(store)
+    commit(tracker, jobs=3)
+    refusing = threading.Event()
+    refusing.set()
+    in_flight = InFlight()
+    rec = Recording(
+        lambda e, n: PermanentDeliveryError("no") if refusing.is_set() else None,
+        delay=0.003,
+        in_flight=in_flight,
+    )
+    relay = Relay(place.open(), {"a": rec}, options=FAST, owner="relay-1")
+    relay.run_once()
+    dead = [d.event.event_id for d in store.dead_letters("a")]
+    assert len(dead) == len(logged(store))
+    refusing.clear()
+    relay.start()
+    other = Recording(in_flight=in_flight)
+    waiting = Relay(place.open(), {"a": other}, options=FAST, owner="relay-2")
+    waiting.start()
+    commit(tracker, jobs=10, prefix="more")  # the lane is busy with these meanwhile
+    time.sleep(0.05)
+
+    assert relay.retry_dead() == {"a": (len(dead), 0)}
+    assert status_of(relay, "a").owner == "relay-1"  # the running lane keeps its lease
+    expected = logged_ids(store)
+    wait_until(lambda: len(set(rec.ids)) == len(expected))
+    relay.stop()
+    waiting.stop()
+    assert in_flight.most == 1  # the lane and retry_dead() took turns
+    assert sorted(rec.ids) == sorted(expected)  # each event once: no lease was lost
+    assert other.attempts == []
+    tracker.close()
+
+
 # -- leases: one relay at a time per notifier ---------------------------------------------------
 
 
@@ -1052,7 +1091,9 @@ def test_phasekit_events_json_after_and_prune(
     assert (
         phasekit.json("events", "prune", "--config", str(config), "--before", "1h")["removed"] == 0
     )  # every event is newer than an hour
-    pruned = phasekit.json("events", "prune", "--config", str(config), "--before", "0s")
+    # A cut-off a minute ahead: every event is older; only those the cursor passed go.
+    soon = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    pruned = phasekit.json("events", "prune", "--config", str(config), "--before", soon)
     assert pruned["removed"] == len(events)  # only what the notifier's cursor has passed
     left = printed()
     assert [p["position"] for p in left] == [
@@ -1064,7 +1105,7 @@ def test_phasekit_events_json_after_and_prune(
     assert [line["id"] for line in read_lines(out)] == [e.event.event_id for e in events] + [
         p["event"]["event_id"] for p in left
     ]
-    text = phasekit("events", "prune", "--config", str(config), "--before", "0s").stdout
+    text = phasekit("events", "prune", "--config", str(config), "--before", soon).stdout
     assert text.startswith(f"removed {len(left)} event(s) committed before ")
     tracker.close()
 
