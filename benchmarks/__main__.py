@@ -15,6 +15,7 @@ import psycopg
 from statemachine import PhaseSet, load_spec
 
 from .databases import pg_schema, sqlite_database
+from .delivery import delivery_figures
 from .durable import commit_figures, progress_figures
 from .harness import Figure, Settings
 from .machine import describe, load_average, pg_server_version
@@ -25,7 +26,7 @@ from .throughput import throughput_figures
 from .triggers import hook_figures, trigger_figures
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-SECTIONS = ("spec", "trigger", "hooks", "sqlite", "postgresql", "scale")
+SECTIONS = ("spec", "trigger", "hooks", "sqlite", "postgresql", "delivery", "scale")
 PG_ENV = "PHASEKIT_PG_URL"
 
 
@@ -37,7 +38,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a smoke run (under a minute): prints the table, never writes RESULTS.md",
+        help="a smoke run (about a minute): prints the table, never writes RESULTS.md",
     )
     parser.add_argument("--rounds", type=int, help="interleaved repeats per micro-benchmark")
     parser.add_argument(
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
         section("sqlite", sqlite_figures)
     section("postgresql", lambda: _postgres(settings, spec, machine))
+    section("delivery", lambda: _delivery(settings, spec, machine))
     section("scale", lambda: scale_figures(settings, spec))
 
     print(table(figures))
@@ -153,6 +155,17 @@ def _postgres(settings: Settings, spec: PhaseSet, machine: dict[str, str]) -> li
     machine["PostgreSQL server"] = pg_server_version(settings.pg_url)
     with pg_schema(settings.pg_url) as db:
         return commit_figures(settings, spec, db) + throughput_figures(settings, db)
+
+
+def _delivery(settings: Settings, spec: PhaseSet, machine: dict[str, str]) -> list[Figure]:
+    """The delivery figures: SQLite always, PostgreSQL when its server answers."""
+    if not settings.pg_url:
+        return delivery_figures(settings, spec, f"skipped: ${PG_ENV} is not set")
+    why = _pg_reachable(settings.pg_url)
+    skipped = None if why is None else f"skipped: server unreachable: {why}"
+    if why is None:
+        machine["PostgreSQL server"] = pg_server_version(settings.pg_url)
+    return delivery_figures(settings, spec, skipped)
 
 
 if __name__ == "__main__":

@@ -63,12 +63,54 @@ one transaction (four round trips), so the psycopg entries are the same on both 
 store's extra is the Tracker's trigger and commit (the planning, the record and the event),
 SQLAlchemy's pool checkout and checkin per commit and the bind conversions.
 """,
+    "delivery.commit.sqlite": """
+**The floor is the log row's pages, in the same commit.** Both stores run the same Python and
+write the same job, phase and history rows (the store without the log makes the log row too,
+and drops it). The store with the log runs two more statements in the transaction: the INSERT
+of the event-log row (the event's JSON a second time, AUTOINCREMENT's `sqlite_sequence` row,
+and entries in the log's two indexes, `position` and the partial index of unnumbered rows)
+and the UPDATE that numbers it (`position = id`: the row and both indexes again). The profile
+shows six `execute` calls per commit instead of four, and sqlite3's `commit`, which appends
+the extra pages to the WAL, as the larger part of the difference.
+""",
+    "delivery.commit.postgresql": """
+**The floor is two more round trips per commit.** The store with the log sends two more
+statements in the transaction: the INSERT of the event-log row and `NOTIFY` on the store's
+channel, so a commit waits for the server 10 times instead of 8 (`psycopg/connection.py:wait`
+in the profile). At commit the server also queues the notification under a database-wide lock
+that serialises notifying transactions until they are done (PostgreSQL's `async.c`). With
+`notify=False` (the row below the figure) the commit is one round trip shorter.
+""",
+    "delivery.relay.sqlite": """
+**The floor is a thread per attempt, then the log.** The bare loop sends each request on its
+kept-alive connection with nothing around it. The webhook notifier arms a deadline for each
+attempt (`webhook_attempt.py:Watchdog.deadline`): a `threading.Timer`, a new thread started
+(`threading.py` `start`, which waits for the thread to run) and, once the answer came,
+cancelled and joined: two hand-offs between threads per event, which on 2 shared cores show
+as the top entry, lock `acquire`. The notifier also streams the answer (`client.stream`,
+`discard_body`) instead of reading it whole, and makes the body from the event (`model_dump`,
+JSON) and signs it. Around it the relay reads the log 100 events at a time (each parsed back
+into its event), claims its cursor and saves it after each batch and every 0.2 s.
+""",
+    "delivery.idle.sqlite": """
+**The floor is the relay looking at the store several times a second.** An idle lane claims
+(renews) its lease, a write transaction, and reads the log after its cursor, then waits for
+events at most 0.5 s at a time (`Relay._wait_for_events`, so that `stop()` is noticed), and
+starts over. On SQLite, where only this process's own commits can wake it, the wait also
+looks at the log's last position every 0.25 s (`SQLITE_POLL`): about 16 queries and 2 write
+transactions a second, each some hundreds of µs of SQLAlchemy and sqlite3 in Python. On
+PostgreSQL the LISTEN thread wakes the lane, but a wait still looks at the last position as it
+starts and as it ends, each look first checks for unnumbered events (`_number`), and the LISTEN
+thread itself wakes every 0.5 s (`conn.notifies(timeout=0.5)`).
+""",
     "hooks.job_created_only": """
 The difference is noise, not work: with only `job_created` implemented, `wants()` is False
 for every other hook and no notification event is built (the note counts them: 0). The
 profile below shows no hook machinery beyond the `wants()` checks.
 """,
 }
+FLOORS["delivery.relay.postgresql"] = FLOORS["delivery.relay.sqlite"]
+FLOORS["delivery.idle.postgresql"] = FLOORS["delivery.idle.sqlite"]
 
 #: Changes made to phasekit for these figures, with the figures before and after (measured
 #: with this benchmark, interleaved, on the machine RESULTS.md describes).
