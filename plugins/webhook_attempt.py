@@ -8,6 +8,7 @@ import math
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -174,10 +175,18 @@ class Watchdog:
     # written to it, so a name that resolves to a metadata address is caught even when its
     # answer changed since the check before the attempt (DNS rebinding).
 
+    # One watcher thread per Watchdog waits for the running attempt's deadline (a Timer per
+    # attempt would start and join a thread for every delivery); it ends after a minute with
+    # no attempt, and the next attempt starts it again.
+
     def __init__(self, name: str, blocked: Callable[[str], bool] | None = None) -> None:
         self._name = name
         self._blocked = blocked
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # an attempt began or ended
+        self._attempt = 0  # the number of the running (or last) attempt
+        self._watcher: threading.Thread | None = None
+        self._done = False  # forget() was called: the watcher ends
         self._sock: socket.socket | None = None
         self._ends_at: float | None = None  # the running attempt's deadline (monotonic)
         self._expired = False  # the running (or last) attempt hit its deadline
@@ -217,23 +226,25 @@ class Watchdog:
     @contextmanager
     def deadline(self, seconds: float) -> Iterator[None]:
         """Run one attempt, whose connection is cut once ``seconds`` have passed."""
-        timer = threading.Timer(seconds, self._expire)
-        timer.name = self._name
-        timer.daemon = True
         with self._lock:
+            self._attempt += 1
             self._ends_at = time.monotonic() + seconds
             self._expired = False
             self._refused = None
             if self._stopped:  # close() gave up just before this attempt: no reused connection
                 self._cut()
-        timer.start()
+            if self._watcher is None or not self._watcher.is_alive():
+                self._watcher = threading.Thread(
+                    target=_watch, args=(weakref.ref(self),), name=self._name, daemon=True
+                )
+                self._watcher.start()
+            self._changed.notify_all()
         try:
             yield
         finally:
             with self._lock:
                 self._ends_at = None
-            timer.cancel()
-            timer.join()
+                self._changed.notify_all()
 
     def time_left(self) -> float:
         """Seconds until the running attempt's deadline; 0 when none is running."""
@@ -248,22 +259,59 @@ class Watchdog:
                 self._cut()
 
     def forget(self) -> None:
-        """Drop the socket, once the client that owns it is closed."""
+        """Drop the socket, once the client that owns it is closed; end the watcher thread."""
         with self._lock:
             self._sock = None
+            self._done = True
+            self._changed.notify_all()
+            watcher, self._watcher = self._watcher, None
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(1.0)
 
-    def _expire(self) -> None:
-        """The timer's action: cut the attempt, if it is still running."""
+    def _watch_once(self, cut: int) -> tuple[int, bool]:
+        """Wait for the running attempt's deadline (or a change); cut it once it passed.
+
+        ``cut`` is the last attempt cut. Returns it (updated), and whether to keep watching.
+        """
         with self._lock:
-            if self._ends_at is None:
-                return  # the attempt ended just in time
+            if self._done:
+                return cut, False
+            ends_at = self._ends_at
+            if ends_at is None or self._attempt == cut:  # nothing to watch: wait for an attempt
+                return cut, self._changed.wait(_WATCHER_IDLE) or self._ends_at is not None
+            left = ends_at - time.monotonic()
+            if left > 0:
+                self._changed.wait(left)
+                return cut, True
             self._expired = True
             self._cut()
+            return self._attempt, True
 
     def _cut(self) -> None:
         """Shut the connection's socket down (the lock held)."""
         if self._sock is not None:
             shut_down(self._sock)
+
+
+#: How long a Watchdog's watcher thread waits for an attempt before it ends (seconds).
+_WATCHER_IDLE = 60.0
+
+
+def _watch(ref: weakref.ReferenceType[Watchdog]) -> None:
+    """The watcher thread: keeps no Watchdog alive between two waits."""
+    cut = 0
+    while True:
+        watchdog = ref()
+        if watchdog is None:
+            return
+        cut, going = watchdog._watch_once(cut)
+        if not going:
+            with watchdog._lock:
+                if watchdog._done or watchdog._ends_at is None:
+                    if watchdog._watcher is threading.current_thread():
+                        watchdog._watcher = None
+                    return
+        del watchdog
 
 
 def _peer_address(sock: socket.socket) -> str | None:
