@@ -267,11 +267,11 @@ def build_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables
             primary_key=True,
             autoincrement=True,
         ),
-        # The order of commit. SQLite commits one transaction at a time, so a commit sets it
-        # to its row's id. On PostgreSQL, transactions commit in another order than they
-        # insert: a reader numbers the committed rows that have none yet, one reader at a
-        # time (the event_sequence row is the lock), so a position, once seen, has no
-        # smaller one appearing after it.
+        # The order of commit, on PostgreSQL: transactions commit in another order than they
+        # insert, so a reader numbers the committed rows that have none yet, one reader at a
+        # time (the event_sequence row is the lock), and a position, once seen, has no
+        # smaller one appearing after it. SQLite commits one transaction at a time: there
+        # the id is the position, and this column stays empty.
         Column("position", BigInteger, nullable=True),
         Column("event_id", String, nullable=False),
         Column("job_id", String, nullable=False),
@@ -282,13 +282,12 @@ def build_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables
         comment="The event log: every committed event, in commit order (position).",
         sqlite_autoincrement=True,
     )
-    Index(f"ix_{prefix}events_position", events.c.position, unique=True)
-    Index(
-        f"ix_{prefix}events_unnumbered",
-        events.c.id,
-        postgresql_where=events.c.position.is_(None),
-        sqlite_where=events.c.position.is_(None),
+    Index(f"ix_{prefix}events_position", events.c.position, unique=True).ddl_if(
+        dialect="postgresql"
     )
+    Index(
+        f"ix_{prefix}events_unnumbered", events.c.id, postgresql_where=events.c.position.is_(None)
+    ).ddl_if(dialect="postgresql")
     event_sequence = Table(
         f"{prefix}event_sequence",
         metadata,

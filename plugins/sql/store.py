@@ -173,12 +173,10 @@ class SQLStore:
         self._committed = threading.Condition()  # this process's own commits wake its readers
         self._commit_count = 0
         events = self.tables.events
-        self._number_sqlite = str(
-            update(events)
-            .where(events.c.position.is_(None))
-            .values(position=events.c.id)
-            .compile(dialect=engine.dialect)
-        )
+        # Where an event's position is. SQLite commits one transaction at a time, so the
+        # order of insertion is the order of commit: the position is the row's id (the
+        # position column, and its indexes, exist on PostgreSQL only).
+        self._position = events.c.id if self._sqlite else events.c.position
         self._listener: _Listener | None = None
 
     @classmethod
@@ -441,11 +439,11 @@ class SQLStore:
         if limit < 1 or limit > _MAX_INTEGER:
             raise InvalidArgument(f"limit must be from 1 to {_MAX_INTEGER:,}, not {limit}")
         self._number()
-        events = self.tables.events
+        events, position = self.tables.events, self._position
         query = (
-            select(events.c.position, events.c.event)
-            .where(events.c.position > bindparam("after"))
-            .order_by(events.c.position)
+            select(position, events.c.event)
+            .where(position > bindparam("after"))
+            .order_by(position)
             .limit(bindparam("limit"))
         )
         rows = self._fetch(query, {"after": after, "limit": limit}, "read the event log")
@@ -470,10 +468,11 @@ class SQLStore:
             raise InvalidArgumentType("before must be a timezone-aware datetime")
         events, cursors = self.tables.events, self.tables.relay_cursors
         passed = select(func.min(cursors.c.position)).scalar_subquery()
+        position = self._position
         statement = delete(events).where(
-            events.c.position.is_not(None),
+            position.is_not(None),
             events.c.at < before,
-            (events.c.position <= passed)
+            (position <= passed)
             | (select(func.count()).select_from(cursors).scalar_subquery() == 0),
         )
         self._prepare()
@@ -851,9 +850,7 @@ class SQLStore:
         if not logged:
             return
         _execute_rows(cursor, self._writes.insert_event.sql, logged)
-        if self._sqlite:  # one writer at a time: the order of insertion is the commit order
-            cursor.execute(self._number_sqlite)
-        elif self.channel is not None:
+        if self.channel is not None:
             cursor.execute(f"NOTIFY {self.channel}")
 
     def _wake(self, rows: tuple[builtins.list[Any], builtins.list[Any]]) -> None:
