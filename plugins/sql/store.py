@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -253,13 +253,16 @@ class SQLStore:
                     raise ConcurrentUpdateError(
                         job_id, expected_version=expected_version, actual_version=int(row[0])
                     )
-                if changed is None:  # the stored phase rows are unknown here: rewrite them all
-                    cursor.execute(w.delete_phases.sql, w.delete_phases.args({"b_job_id": job_id}))
-                    if phases:
-                        cursor.executemany(w.insert_phase.sql, phases)
-                else:
-                    _execute_rows(cursor, w.update_phase.sql, phases)
-                self._append(cursor, rows)
+                with self._pipeline(cursor):  # the rest needs no answer: one round trip
+                    if changed is None:  # the stored phase rows are unknown: rewrite them all
+                        cursor.execute(
+                            w.delete_phases.sql, w.delete_phases.args({"b_job_id": job_id})
+                        )
+                        if phases:
+                            cursor.executemany(w.insert_phase.sql, phases)
+                    else:
+                        _execute_rows(cursor, w.update_phase.sql, phases)
+                    self._append(cursor, rows)
         except self._dbapi.Error as exc:
             self._forget(job_id)  # the commit may or may not have happened
             raise self._failure(exc, doing) from exc
@@ -852,6 +855,14 @@ class SQLStore:
         _execute_rows(cursor, self._writes.insert_event.sql, logged)
         if self.channel is not None:
             cursor.execute(f"NOTIFY {self.channel}")
+
+    def _pipeline(self, cursor: Any) -> AbstractContextManager[Any]:
+        """psycopg's pipeline mode on PostgreSQL: the statements inside are sent together and
+        answered once (errors still raise, at the end of the block); nothing on SQLite."""
+        if self._sqlite or self.asyncio:
+            return nullcontext()
+        pipeline: AbstractContextManager[Any] = cursor.connection.pipeline()
+        return pipeline
 
     def _wake(self, rows: tuple[builtins.list[Any], builtins.list[Any]]) -> None:
         """Wake this process's readers waiting for events after a commit that logged some."""
