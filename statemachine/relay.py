@@ -74,9 +74,9 @@ class RelayOptions:
     #: The cursor is saved at least this often while a lane delivers, seconds (and after
     #: every batch): what a relay killed mid-batch delivers again is at most this much.
     save_every: float = 0.2
-    #: The longest an idle lane waits before looking at the log again, seconds. Stores that
-    #: can wake readers (PostgreSQL LISTEN, this process's own commits) wake it sooner.
-    idle_wait: float = 1.0
+    #: The longest an idle lane waits before looking at the log again, seconds. Stores wake
+    #: it sooner: PostgreSQL's LISTEN, this process's own commits, SQLite's polling.
+    idle_wait: float = 5.0
     #: How long ``stop()`` and ``Tracker.close()`` keep delivering what is committed, seconds.
     drain_timeout: float = 5.0
 
@@ -404,20 +404,31 @@ class _Lane:
     def _run(self) -> None:
         relay = self.relay
         stopping = relay._stopping
+        renew = relay.options.lease / 3  # how often an idle lane renews its lease
+        woken, renew_at = True, 0.0
         while not stopping.is_set():
-            try:
-                done = self.pump()
-            except Exception:
-                log.exception("phasekit relay: %s failed; trying again shortly", self.name)
-                stopping.wait(1.0)
-                continue
+            # An idle lane only waits for events: it claims (renews its lease) and reads the
+            # log when one came, or when the lease is due for renewal.
+            if woken or time.monotonic() >= renew_at:
+                try:
+                    done = self.pump()
+                except Exception:
+                    log.exception("phasekit relay: %s failed; trying again shortly", self.name)
+                    stopping.wait(1.0)
+                    continue
+                renew_at = time.monotonic() + renew
+            else:
+                done = _Pump()
+            woken = True
             if done.more:
                 continue
-            idle = min(relay.options.idle_wait, relay.options.lease / 3)
+            idle = min(relay.options.idle_wait, renew)
             if done.rest is not None:
                 stopping.wait(min(done.rest, idle) if done.rest > 0 else 0.01)
             elif done.delivered == 0:
-                relay._wait_for_events(self._cursor.position if self._cursor else 0, idle)
+                position = self._cursor.position if self._cursor else 0
+                left = max(0.0, renew_at - time.monotonic())
+                woken = relay._wait_for_events(position, min(relay.options.idle_wait, left))
         self._drain()
         self.relay.ledger.release_cursor(self.name, relay.owner)
 
@@ -571,6 +582,7 @@ class Relay:
             self._drain_target = self.log.last_position()
             self._drain_until = time.monotonic() + timeout
             self._stopping.set()
+            self._wake_waiters()
             self._join(timeout + 2.0)
         self._stopping.set()
         if not self._started:  # run_once() or retry_dead() held leases: let others have them
@@ -581,7 +593,11 @@ class Relay:
     def _join(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         for lane in self._lanes.values():
-            lane.join(max(0.0, deadline - time.monotonic()))
+            # A lane that began a wait just as stop() woke the waiters is woken again.
+            while not lane.join(min(0.1, max(0.0, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline:
+                    break
+                self._wake_waiters()
 
     def undelivered(self) -> int:
         """Committed events that some notifier of this relay has not had (the largest lag)."""
@@ -648,13 +664,26 @@ class Relay:
         names = [notifier] if notifier is not None else list(self._lanes)
         return {name: self._lanes[name].retry_dead() for name in names}
 
-    def _wait_for_events(self, after: int, timeout: float) -> None:
+    def _wait_for_events(self, after: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` for an event after ``after``; whether one (may have) come.
+
+        ``stop()`` ends the wait early through the store's ``wake_waiters``; a store without
+        one is waited on in short steps, so that a stop is noticed soon.
+        """
         wait: Callable[[int, float], bool] | None = getattr(self.log, "wait_for_events", None)
         if wait is None:
             self._stopping.wait(timeout)
-            return
-        # Bounded so that stop() is noticed quickly.
-        wait(after, min(timeout, 0.5))
+            return True
+        if not callable(getattr(self.log, "wake_waiters", None)):
+            timeout = min(timeout, 0.5)
+        if self._stopping.is_set():
+            return True
+        return bool(wait(after, timeout))
+
+    def _wake_waiters(self) -> None:
+        wake = getattr(self.log, "wake_waiters", None)
+        if callable(wake):
+            wake()
 
     def __repr__(self) -> str:
         return (

@@ -172,6 +172,8 @@ class SQLStore:
         self._pruned_at = time.monotonic()
         self._committed = threading.Condition()  # this process's own commits wake its readers
         self._commit_count = 0
+        self._interrupts = 0
+        self._poll = FIRST_POLL
         events = self.tables.events
         # Where an event's position is. SQLite commits one transaction at a time, so the
         # order of insertion is the order of commit: the position is the row's id (the
@@ -494,21 +496,34 @@ class SQLStore:
         """
         deadline = time.monotonic() + max(0.0, timeout)
         listener = self._listen()
-        poll = FIRST_POLL
+        interrupts = self._interrupts
         while True:
             signals = (listener.generation if listener else 0, self._commit_count)
             if self.last_position() > after:
+                self._poll = FIRST_POLL  # activity: look again soon next time
                 return True
             left = deadline - time.monotonic()
-            if left <= 0 or self._closed:
+            if left <= 0 or self._closed or self._interrupts != interrupts:
                 return False
-            step = left if listener is not None else min(left, poll)
-            poll = min(poll * 2, SQLITE_POLL)
             if listener is not None:
-                listener.wait_past(signals[0], step)
+                listener.wait_past(signals[0], left)
             else:
+                # The backoff goes on from one wait to the next while nothing comes, so an
+                # idle reader looks every SQLITE_POLL seconds, not from 10 ms again each time.
+                step = min(left, self._poll)
+                self._poll = min(self._poll * 2, SQLITE_POLL)
                 with self._committed:
                     self._committed.wait_for(partial(self._committed_since, signals[1]), step)
+
+    def wake_waiters(self) -> None:
+        """End every ``wait_for_events`` in progress (a relay that stops calls it)."""
+        with self._committed:
+            self._interrupts += 1
+            self._commit_count += 1  # what waiters watch: they wake, and see the interrupt
+            self._committed.notify_all()
+        listener = self._listener
+        if listener is not None:
+            listener.interrupt()
 
     def _committed_since(self, count: int) -> bool:
         return self._commit_count != count
@@ -1064,6 +1079,10 @@ class _Listener:
         """Wait until a notification after ``generation`` came, or ``timeout`` passed."""
         with self._cond:
             self._cond.wait_for(lambda: self.generation != generation, timeout)
+
+    def interrupt(self) -> None:
+        """Wake every waiter now (they find out why themselves)."""
+        self._bump()
 
     def stop(self) -> None:
         self._stop.set()

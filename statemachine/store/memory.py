@@ -86,6 +86,7 @@ class MemoryStore:
         self._log: deque[tuple[int, _Packed]] = deque()
         self._position = 0
         self._appended = threading.Condition(self._lock)
+        self._interrupts = 0
         self._cursors: dict[str, RelayCursor] = {}
         self._dead: dict[tuple[str, int], DeadLetter] = {}
         self._keys: dict[str, set[str]] = {}
@@ -219,7 +220,17 @@ class MemoryStore:
     def wait_for_events(self, after: int, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for an event above ``after``; whether one came."""
         with self._lock:
-            return self._appended.wait_for(lambda: self._position > after, timeout)
+            interrupts = self._interrupts
+            self._appended.wait_for(
+                lambda: self._position > after or self._interrupts != interrupts, timeout
+            )
+            return self._position > after
+
+    def wake_waiters(self) -> None:
+        """End every ``wait_for_events`` in progress (a relay that stops calls it)."""
+        with self._lock:
+            self._interrupts += 1
+            self._appended.notify_all()
 
     # -- RelayLedger -------------------------------------------------------------------------
 
