@@ -7,10 +7,10 @@ Run as ``python -m tests.relay_worker COMMAND ARGS...`` from the repository's ro
   changes, prints the event ids of its log as JSON, and ends the interpreter normally without
   ``close()``. ``kept`` keeps the tracker in a global, ``dropped`` lets go of it (and collects
   it) before the end; ``stuck`` keeps it, with a notifier that fails every attempt.
-- ``commit CONFIG SEED``: ``Tracker.from_config(CONFIG)`` (its notifiers relayed as the config
-  says), then commits changes on a few jobs at a time, forever: phases started, progress
-  reported, phases completed or failed, finished jobs deleted now and then, new jobs created.
-  Prints ``ready`` after its first commit.
+- ``commit CONFIG SEED [PAUSE]``: ``Tracker.from_config(CONFIG)`` (its notifiers relayed as the
+  config says), then commits changes on a few jobs at a time, forever, PAUSE seconds apart
+  (default 0): phases started, progress reported, phases completed or failed, finished jobs
+  deleted now and then, new jobs created. Prints ``ready`` after its first commit.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def step(tracker: Tracker, job: JobState, rng: random.Random) -> bool:
     return False
 
 
-def commit_forever(config: str, seed: int) -> None:
+def commit_forever(config: str, seed: int, pause: float = 0.0) -> None:
     rng = random.Random(seed)
     tracker = Tracker.from_config(config)
     active: list[JobState] = []
@@ -115,6 +115,8 @@ def commit_forever(config: str, seed: int) -> None:
         if first:
             print("ready", flush=True)
             first = False
+        if pause:
+            time.sleep(pause)
 
 
 def main(argv: list[str]) -> None:
@@ -122,7 +124,7 @@ def main(argv: list[str]) -> None:
     if command == "exit-without-close":
         exit_without_close(args[0], int(args[1]), args[2])
     elif command == "commit":
-        commit_forever(args[0], int(args[1]))
+        commit_forever(args[0], int(args[1]), float(args[2]) if len(args) > 2 else 0.0)
     else:
         raise SystemExit(f"unknown command {command!r}")
 
