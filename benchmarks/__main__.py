@@ -18,6 +18,7 @@ from .databases import pg_schema, sqlite_database
 from .delivery import delivery_figures
 from .durable import commit_figures, progress_figures
 from .harness import Figure, Settings
+from .hosts import host_figures
 from .machine import describe, load_average, pg_server_version
 from .report import results_markdown, table
 from .scale import scale_figures
@@ -26,7 +27,7 @@ from .throughput import throughput_figures
 from .triggers import hook_figures, trigger_figures
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-SECTIONS = ("spec", "trigger", "hooks", "sqlite", "postgresql", "delivery", "scale")
+SECTIONS = ("spec", "trigger", "hooks", "sqlite", "postgresql", "delivery", "hosts", "scale")
 PG_ENV = "PHASEKIT_PG_URL"
 
 
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         section("sqlite", sqlite_figures)
     section("postgresql", lambda: _postgres(settings, spec, machine))
     section("delivery", lambda: _delivery(settings, spec, machine))
+    section("hosts", lambda: host_figures(settings, spec, machine))
     section("scale", lambda: scale_figures(settings, spec))
 
     print(table(figures))
