@@ -1142,3 +1142,16 @@ def test_status_counts_dead_letters_per_notifier(place: Place) -> None:
         "c": {"delivered": 7, "failures": 0, "dead_lettered": 0},
     }
     assert relay.undelivered() == 0
+
+
+def test_phasekit_relay_refuses_a_memory_store_it_could_never_read(tmp_path: Path) -> None:
+    config = tmp_path / "memory.yaml"
+    config.write_text("spec: ingestion\nnotifiers:\n  logging: {}\n")
+    script = Path(sys.executable).with_name("phasekit")
+    run = subprocess.run(
+        [str(script), "relay", "--config", str(config), "--once"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert "its store is memory://, which lives inside one process" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -22,6 +22,7 @@ from ..store import (
     JobCreated,
     JobStatusChanged,
     LoggedEvent,
+    MemoryStore,
     PhaseChanged,
     ProgressUpdated,
     Store,
@@ -225,6 +226,12 @@ def relay(
     if notifier is not None and not retry_dead:
         raise click.UsageError("--notifier goes with --retry-dead")
     with Relay.from_config(config_path) as running:
+        if isinstance(running.store, MemoryStore):
+            raise PhaseKitError(
+                f"{config_path}: its store is memory://, which lives inside one process; a "
+                "relay process cannot read it (give the config a sqlite:/// or postgresql:// "
+                "store, or let the tracker's own relay thread deliver)"
+            )
         if show_status:
             statuses = running.status()
             if as_json:
