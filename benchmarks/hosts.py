@@ -1,7 +1,7 @@
 """Host applications (figure 8): an AsyncTracker's commit against a Tracker's, and writers on
 the phases of one job against writers on jobs of their own.
 
-Both figures drive jobs by id, as a host application does (a web handler with an
+The figures drive jobs by id, as host applications do (a web handler with an
 AsyncTracker, workers with a Tracker each). SQLite files live in a temporary folder;
 PostgreSQL tables in a schema of their own (``phasekit_bench_…``), dropped with everything
 in it at the end. The writers are worker processes of their own (``hosts_writer.py``).
@@ -217,7 +217,7 @@ def memory_async_figure(settings: Settings, spec: PhaseSet) -> Figure:
 
 
 class _Writers:
-    """``WRITERS`` worker processes (fresh interpreters), kept for the rounds of one store."""
+    """``WRITERS`` worker processes (fresh interpreters), kept for every run of the section."""
 
     def __init__(self) -> None:
         ctx = multiprocessing.get_context("spawn")
@@ -279,15 +279,16 @@ def _started_job(tracker: Tracker, job_id: str) -> str:
 
 
 def _round(writers: _Writers, tracker: Tracker, db: Database, kind: str, n: int) -> list[Run]:
-    """One run: ``WRITERS`` processes, each on its own phase of one job or of its own job."""
+    """One run: ``WRITERS`` processes, each on its own phase of one job (``shared``) or of a
+    job of its own (``different``); or one writer on a job, the others idle (``alone``)."""
     phases = list(tracker.spec.phase_names)[:WRITERS]
     tag = f"{kind}-{next(_ids)}"
-    if kind == "shared":
-        shared = _started_job(tracker, tag)
-        jobs = [shared] * WRITERS
-    else:
+    if kind == "different":
         jobs = [_started_job(tracker, f"{tag}-{w}") for w in range(WRITERS)]
-    tasks = [Task(db, job, phase, n) for job, phase in zip(jobs, phases, strict=True)]
+    else:
+        jobs = [_started_job(tracker, tag)] * WRITERS
+    reports = [n] * WRITERS if kind != "alone" else [n] + [0] * (WRITERS - 1)
+    tasks = [Task(db, *task) for task in zip(jobs, phases, reports, strict=True)]
     return writers.run(tasks)
 
 
@@ -306,12 +307,13 @@ def writer_figures(
     n = settings.n(250, least=50)
     rounds = 2 if settings.quick else 5
     tracker = db.tracker(spec)
-    samples: dict[str, list[list[Run]]] = {"shared": [], "different": []}
+    samples: dict[str, list[list[Run]]] = {"shared": [], "different": [], "alone": []}
+    kinds = list(samples)
     try:
         _round(writers, tracker, db, "different", max(10, n // 10))  # warm-up
         for r in range(rounds):
-            order = ["shared", "different"] if r % 2 == 0 else ["different", "shared"]
-            for kind in order:
+            shift = r % len(kinds)
+            for kind in kinds[shift:] + kinds[:shift]:
                 samples[kind].append(_round(writers, tracker, db, kind, n))
     finally:
         tracker.close()
@@ -336,7 +338,7 @@ def writer_figures(
         baseline_label=f"{WRITERS} writer processes, each on a job of its own",
         target=target,
         note=(
-            f"{n} reports per writer per run, {rounds} runs each, alternated; 2 cores shared "
+            f"{n} reports per writer per run, {rounds} runs each, interleaved; 2 cores shared "
             "by the writers"
             + (" and the server" if db.backend == "postgresql" else "")
             + ". The floor: every commit of the job updates its one job row (the version "
@@ -364,7 +366,24 @@ def writer_figures(
             f"their own: {elsewhere} conflicts"
         ),
     )
-    return [throughput, retries]
+    alone = Figure.compare(
+        f"hosts.writers.alone.{db.backend}",
+        SECTION,
+        f"{name}: the same {WRITERS} writers on one job, against one writer alone on a job",
+        rates["shared"],
+        rates["alone"],
+        unit="commits/s",
+        baseline_label="1 writer process on a job (the others idle): one commit at a time",
+    )
+    alone.note = (
+        "below 1x: together the writers of one job commit less than one of them alone, so "
+        "the lost compare-and-swaps, backoffs and reloads cost more than overlapping one "
+        "writer's load and plan with another's commit gains"
+        if (alone.ratio or 0.0) < 1.0
+        else "at or above 1x: one writer's load and plan overlap another's commit, and gain "
+        "more than the lost compare-and-swaps, backoffs and reloads cost"
+    )
+    return [throughput, alone, retries]
 
 
 # -- the section -----------------------------------------------------------------------------
