@@ -12,6 +12,8 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from functools import partial
 from types import TracebackType
 from typing import Any
@@ -145,6 +147,10 @@ class Tracker:
         #: How a by-id call waits before it tries again (an AsyncTracker waits without
         #: blocking its event loop).
         self.wait: Callable[[float], None] = time.sleep
+        # Work waiting for the running locked commit (per thread, and per asyncio task).
+        self._deferred: ContextVar[list[Callable[[], None]] | None] = ContextVar(
+            f"phasekit_deferred_{id(self)}", default=None
+        )
         if notifiers:
             self.use_notifiers(notifiers, relay, relay_options)
 
@@ -396,20 +402,52 @@ class Tracker:
         )
 
     def _by_id(self, job_id: str, change: Callable[[JobState], None]) -> JobState:
+        """Load, plan and commit; after a lost compare-and-swap, again with the job locked.
+
+        Writers in this process take turns on the job's lock and never conflict. The first
+        attempt is optimistic; when another process committed first, the job is reloaded and
+        the change planned again inside the store's ``locked(job_id)`` (when it has one),
+        where no other writer can get in between: a retry cannot lose again.
+        """
+        locked: Callable[[str], AbstractContextManager[None]] | None = getattr(
+            self.store, "locked", None
+        )
         for attempt in range(self.conflict_retries + 1):
+            exclusive = attempt > 0 and locked is not None
+            pending: list[Callable[[], None]] = []
             try:
-                # Load, plan and commit under the job's lock: writers in this process take
-                # turns and never conflict; writers in other processes are retried.
                 with self._lock_for(job_id):
-                    job = self.get_job(job_id)
-                    change(job)
+                    if exclusive:
+                        # What follows a commit (actions, hooks) waits until the locked
+                        # transaction committed.
+                        token = self._deferred.set(pending)
+                        try:
+                            assert locked is not None
+                            with locked(job_id):
+                                job = self.get_job(job_id)
+                                change(job)
+                        finally:
+                            self._deferred.reset(token)
+                    else:
+                        job = self.get_job(job_id)
+                        change(job)
             except ConcurrentUpdateError:
                 if attempt == self.conflict_retries:
                     raise
                 self.wait(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # jittered
                 continue
+            for after in pending:
+                after()
             return job
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _after_commit(self, work: Callable[[], None]) -> None:
+        """Run ``work`` (a commit's actions and hooks) now, or once the locked block commits."""
+        pending = self._deferred.get()
+        if pending is None:
+            work()
+        else:
+            pending.append(work)
 
     def delete_job(self, job_id: str) -> JobDeleted:
         """Delete the stored job ``job_id``: its row, its phases and its history.
@@ -538,14 +576,18 @@ class Tracker:
             apply_committed(job, change, record)
             if self._held is not None:
                 self._held.included(job)
-        failure: BaseException | None = None
-        try:
-            run_actions(job, change)
-        except Exception as exc:  # the change is committed; report after notifying
-            failure = exc
-        self._announce(events)
-        if failure is not None:
-            raise failure
+
+        def after() -> None:
+            failure: BaseException | None = None
+            try:
+                run_actions(job, change)
+            except Exception as exc:  # the change is committed; report after notifying
+                failure = exc
+            self._announce(events)
+            if failure is not None:
+                raise failure
+
+        self._after_commit(after)
 
     def _commit_progress(
         self, job: JobState, phase: PhaseState, items_processed: int, items_total: int | None
@@ -567,7 +609,7 @@ class Tracker:
             apply_committed(job, change, record)
             if held is not None:
                 held.included(job)
-        self._announce(events)
+        self._after_commit(lambda: self._announce(events))
 
     def _announce(self, events: Iterable[Event]) -> None:
         """Call the notification hooks of plugins in this process, event by event."""

@@ -119,6 +119,7 @@ class WriteStatements:
         "insert_history",
         "insert_job",
         "insert_phase",
+        "lock_job",
         "update_job",
         "update_phase",
         "version_of",
@@ -162,4 +163,8 @@ class WriteStatements:
         )
         self.version_of = Prepared(
             select(jobs.c.version).where(jobs.c.job_id == bindparam("b_job_id")), dialect
+        )
+        self.lock_job = Prepared(
+            select(jobs.c.version).where(jobs.c.job_id == bindparam("b_job_id")).with_for_update(),
+            dialect,
         )

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -170,6 +171,9 @@ class SQLStore:
             None if event_retention is None else parse_duration(event_retention, "event_retention")
         )
         self._pruned_at = time.monotonic()
+        # The cursor of the running locked() block: per thread, and per greenlet (asyncio
+        # tasks of an AsyncTracker share a thread, not a context).
+        self._locking: ContextVar[Any] = ContextVar(f"phasekit_locked_{id(self)}", default=None)
         self._committed = threading.Condition()  # this process's own commits wake its readers
         self._commit_count = 0
         self._interrupts = 0
@@ -273,6 +277,40 @@ class SQLStore:
             raise
         self._remember(record)
         self._wake(rows)
+
+    @contextmanager
+    def locked(self, job_id: str) -> Iterator[None]:
+        """Keep other writers off job ``job_id`` until the block ends.
+
+        The block runs in one write transaction that holds the job's row lock (PostgreSQL:
+        ``SELECT ... FOR UPDATE``; SQLite: the database's write lock): a ``save`` of this
+        thread inside it commits with the block, and no other writer can change the job
+        meanwhile, so its compare-and-swap cannot lose. A by-id call that lost one retries
+        this way. Other writers wait (``busy_timeout``, ``lock_timeout``) while it is held.
+        """
+        self._prepare()
+        if self._locking.get() is not None:
+            yield  # already inside a locked block
+            return
+        w = self._writes
+        try:
+            with self._transaction() as cursor:
+                if not self._sqlite:
+                    cursor.execute(w.lock_job.sql, w.lock_job.args({"b_job_id": job_id}))
+                token = self._locking.set(cursor)
+                try:
+                    yield
+                finally:
+                    self._locking.reset(token)
+        except self._dbapi.Error as exc:
+            self._forget(job_id)
+            raise self._failure(exc, f"commit the locked change of job {job_id!r}") from exc
+        except BaseException:
+            self._forget(job_id)
+            raise
+        with self._committed:  # wake readers now that it is committed
+            self._commit_count += 1
+            self._committed.notify_all()
 
     def delete(self, job_id: str, *, expected_version: int, events: Sequence[Event]) -> None:
         """Delete the job at ``expected_version`` (its phases and history with it) and log
@@ -821,7 +859,14 @@ class SQLStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
-        """A write transaction on a pooled driver connection, yielding its cursor."""
+        """A write transaction on a pooled driver connection, yielding its cursor.
+
+        Inside ``locked()``, the locked transaction's cursor: the write commits with it.
+        """
+        held = self._locking.get()
+        if held is not None:
+            yield held
+            return
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
