@@ -69,6 +69,8 @@ def check_error(error: object) -> str | None:
             f"error message is {len(error):,} characters; at most {MAX_ERROR_LENGTH:,} are kept"
         )
     _check_text(error, "error message")
+    if "\x00" in error:  # PostgreSQL text cannot hold it: refused on every store alike
+        raise InvalidArgument("error message must not contain NUL characters")
     return error
 
 
