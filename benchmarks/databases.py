@@ -17,8 +17,8 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import create_engine, text
-
 from statemachine.plugins.sql import SQLStore, build_tables, store_url
+
 from statemachine import PhaseSet, Tracker
 
 from .handwritten import HandWrittenJob

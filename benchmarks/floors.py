@@ -64,44 +64,60 @@ store's extra is the Tracker's trigger and commit (the planning, the record and 
 SQLAlchemy's pool checkout and checkin per commit and the bind conversions.
 """,
     "delivery.commit.sqlite": """
-**The floor is the log row's pages, in the same commit.** Both stores run the same Python and
-write the same job, phase and history rows (the store without the log makes the log row too,
-and drops it). The store with the log runs two more statements in the transaction: the INSERT
-of the event-log row (the event's JSON a second time, AUTOINCREMENT's `sqlite_sequence` row,
-and entries in the log's two indexes, `position` and the partial index of unnumbered rows)
-and the UPDATE that numbers it (`position = id`: the row and both indexes again). The profile
-shows six `execute` calls per commit instead of four, and sqlite3's `commit`, which appends
-the extra pages to the WAL, as the larger part of the difference.
+**The floor is the log row, in the same commit.** Both stores run the same Python and write
+the same job, phase and history rows (the store without the log makes the log row too, and
+drops it). The store with the log runs one more INSERT per event in the transaction: the
+event-log row (the event's JSON a second time, and AUTOINCREMENT's `sqlite_sequence` row). On
+SQLite the row's id is its position, so there is no numbering statement and no position
+index. The rest of the difference is sqlite3's `commit`, which appends the extra pages to the
+WAL.
 """,
     "delivery.commit.postgresql": """
-**The floor is two more round trips per commit.** The store with the log sends two more
-statements in the transaction: the INSERT of the event-log row and `NOTIFY` on the store's
-channel, so a commit waits for the server 10 times instead of 8 (`psycopg/connection.py:wait`
-in the profile). At commit the server also queues the notification under a database-wide lock
-that serialises notifying transactions until they are done (PostgreSQL's `async.c`). With
-`notify=False` (the row below the figure) the commit is one round trip shorter.
+**The floor is the log rows and `NOTIFY`.** Once the compare-and-swap matched, the store sends
+the phase rows, the history row, the event-log rows and `NOTIFY` in one pipelined round trip
+(psycopg's pipeline mode), so the log adds statements but no wait for the server. At commit
+the server queues the notification under a database-wide lock that serialises notifying
+transactions (PostgreSQL's `async.c`); with `notify=False` (the row below the figure) the log
+costs only its rows.
 """,
     "delivery.relay.sqlite": """
-**The floor is a thread per attempt, then the log.** The bare loop sends each request on its
-kept-alive connection with nothing around it. The webhook notifier arms a deadline for each
-attempt (`webhook_attempt.py:Watchdog.deadline`): a `threading.Timer`, a new thread started
-(`threading.py` `start`, which waits for the thread to run) and, once the answer came,
-cancelled and joined: two hand-offs between threads per event, which on 2 shared cores show
-as the top entry, lock `acquire`. The notifier also streams the answer (`client.stream`,
-`discard_body`) instead of reading it whole, and makes the body from the event (`model_dump`,
-JSON) and signs it. Around it the relay reads the log 100 events at a time (each parsed back
-into its event), claims its cursor and saves it after each batch and every 0.2 s.
+**The floor is the notifier's attempt around the same request.** The bare loop sends each
+request on its kept-alive connection with nothing around it. The webhook notifier also makes
+the body from the event (`model_dump`, JSON) and signs it, checks the host's addresses before
+the attempt, arms the attempt's deadline for its watcher thread (one per notifier), streams
+the answer (`client.stream`, `discard_body`) to read at most 64 KiB, and the relay around it
+reads the log 100 events at a time (each parsed back into its event) and saves its cursor
+after each batch and every 0.2 s. On this shared 2-core machine the receiver, the relay and
+the commits compete for the same cores.
 """,
     "delivery.idle.sqlite": """
-**The floor is the relay looking at the store several times a second.** An idle lane claims
-(renews) its lease, a write transaction, and reads the log after its cursor, then waits for
-events at most 0.5 s at a time (`Relay._wait_for_events`, so that `stop()` is noticed), and
-starts over. On SQLite, where only this process's own commits can wake it, the wait also
-looks at the log's last position every 0.25 s (`SQLITE_POLL`): about 16 queries and 2 write
-transactions a second, each some hundreds of µs of SQLAlchemy and sqlite3 in Python. On
-PostgreSQL the LISTEN thread wakes the lane, but a wait still looks at the last position as it
-starts and as it ends, each look first checks for unnumbered events (`_number`), and the LISTEN
-thread itself wakes every 0.5 s (`conn.notifies(timeout=0.5)`).
+**The floor is the relay renewing its lease and SQLite's polling.** An idle lane only waits:
+it claims (renews) its lease, a write transaction, every `lease / 3` seconds, and otherwise
+waits for events (woken by this process's commits, PostgreSQL's LISTEN, or `stop()`). On
+SQLite, where another process's commit cannot wake it, the wait looks at the log's last
+position every 0.25 s (a small query each).
+""",
+    "hosts.async.sqlite": """
+**The floor is aiosqlite's thread hop per driver call.** aiosqlite runs sqlite3 on a thread
+of its own and hands every call (cursor, execute, fetch, commit) to it and back: a fire by id
+makes about 16 such calls (the load with its `BEGIN` and `ROLLBACK`, then the commit's
+statements), each some 95 µs here against under 1 µs for sqlite3 called directly (the driver
+rows below). The Tracker's own work is the same on both sides: the AsyncTracker runs it inside
+`greenlet_spawn`, and its own cost (the memory-store row) is tens of µs.
+""",
+    "hosts.async.postgresql": """
+**The floor is the event loop between the round trips.** The same statements go to the
+server on both sides; with psycopg's async connection each wait for the server goes through
+the event loop (a callback and a task switch) and SQLAlchemy's greenlet hand-off, about 27
+per fire by id here, where the sync driver blocks on its socket.
+""",
+    "hosts.writers.postgresql": """
+**The floor is the job's one row.** Every commit updates the job row (its version is the
+compare-and-swap), so writers on one job take turns on that row's lock, however disjoint
+their phases. A writer that loaded the job before another's commit loses its first,
+optimistic attempt, reloads, and plans again inside `locked(job_id)` (`SELECT ... FOR
+UPDATE`), which cannot lose but waits for the row: the conflicts counted below are those
+first attempts. No report fails.
 """,
     "hooks.job_created_only": """
 The difference is noise, not work: with only `job_created` implemented, `wants()` is False
@@ -134,8 +150,8 @@ Then, against the run before them (detached trigger 1.58x raw transitions, Track
 3.88x, detached job 880 B, Tracker job 2,526 B, 27,214 Tracker jobs/s, SQLite commit 2.14x);
 the tables above give the figures after all of them:
 
-- `statemachine/runtime/machine.py`, `statemachine/runtime/job.py`: where the compiled machine holds one
-  unguarded transition for a trigger and a source status, its destination is read from the
+- `statemachine/runtime/machine.py`, `statemachine/runtime/job.py`: where the compiled machine
+  holds one unguarded transition for a trigger and a source status, its destination is read from the
   machine's transition table (`CompiledMachine.fixed`) instead of driving transitions on a
   stand-in; the machine has no state callbacks, so driving could only reach that
   destination (tests/test_compiler.py checks the two agree, on random phase sets too).
