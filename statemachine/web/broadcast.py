@@ -182,6 +182,8 @@ class EventBroadcaster:
             try:
                 batch = self.log.read_events(position, limit=self.batch)
             except Exception:  # the database is away for a while: try again, say so once a turn
+                if self._closed:
+                    return  # the store was closed with the app
                 log.warning("the dashboard could not read the event log", exc_info=True)
                 self._stop.wait(max(self.poll, 1.0))
                 continue
@@ -205,5 +207,7 @@ class EventBroadcaster:
                 else:
                     self._stop.wait(self.poll)
             except Exception:
+                if self._closed:
+                    return
                 log.warning("the dashboard could not wait for events", exc_info=True)
                 self._stop.wait(max(self.poll, 1.0))
