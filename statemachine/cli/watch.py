@@ -124,6 +124,14 @@ class _Watched:
             echo(stamped)
 
 
+def _started(watched: _Watched, record: JobRecord) -> bool:
+    """Whether any phase of the job has left the initial status."""
+    spec = watched.spec(record)
+    if spec is None:
+        return any(p.started_at is not None for p in record.phases)
+    return any(p.status != spec.initial_status for p in record.phases)
+
+
 def _job(job_id: str) -> Text:
     return Text(f"{shorten(job_id, 24):<24} ", style="bold")
 
@@ -215,6 +223,7 @@ def _follow(
 def watch(*, job_ids: tuple[str, ...], store_url: str, config_path: Path | None) -> None:
     """Show jobs live (the given ones, else every running one) until each is finished.
 
+    Without ids: the jobs started and not finished, and those created while it watches.
     Follows the store's event log, so it sees changes any process commits; ends with a summary.
     """
     out = console()
@@ -233,7 +242,7 @@ def watch(*, job_ids: tuple[str, ...], store_url: str, config_path: Path | None)
                 if len(watched.records) >= MAX_WATCHED:
                     break
                 watched.records[record.job_id] = record
-                if watched.terminal(record.job_id):
+                if watched.terminal(record.job_id) or not _started(watched, record):
                     del watched.records[record.job_id]
             if not watched.records:
                 out.print(Text(f"no running jobs in {session.store_url}"), soft_wrap=True)
