@@ -85,8 +85,9 @@ def test_serve_answers_on_127_0_0_1_with_the_token_and_stops_on_ctrl_c_with_a_st
         started = time.monotonic()
         process.wait(timeout=10)
     assert time.monotonic() - started < 6
-    out, _ = process.communicate()
+    out, err = process.communicate()
     assert f"phasekit dashboard on {url}/" in out
+    assert "Traceback" not in err and "ERROR" not in err, err
 
 
 def test_serve_binds_127_0_0_1_and_port_8750_by_default() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import FrameType
 
 import click
 
@@ -38,7 +39,7 @@ def serve(
     try:
         import uvicorn  # noqa: PLC0415 (the web extra; other commands do without it)
 
-        from ..web import create_app  # noqa: PLC0415
+        from ..web import create_app, end_streams  # noqa: PLC0415
     except ImportError as exc:
         raise DomainError(
             f"phasekit serve needs the web extra ({exc.name} is missing): "
@@ -55,5 +56,15 @@ def serve(
             )
         shown = f"[{host}]" if ":" in host else host
         click.echo(f"phasekit dashboard on http://{shown}:{port}/ (Ctrl-C stops it)")
-        # Open event streams would hold a graceful shutdown forever: cut them after 2 s.
-        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
+
+        class Server(uvicorn.Server):
+            """Ends the event streams first on Ctrl-C: open ones would hold the shutdown."""
+
+            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+                end_streams(app)
+                super().handle_exit(sig, frame)
+
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2
+        )
+        Server(config).run()

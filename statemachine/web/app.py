@@ -35,7 +35,7 @@ from .openapi import openapi_document
 from .pages import document, job_main, jobs_main
 from .reading import StoreReader
 
-__all__ = ["TOKEN_COOKIE", "create_app"]
+__all__ = ["TOKEN_COOKIE", "create_app", "end_streams"]
 
 #: The cookie a browser keeps the token in, once it passed ``?token=``.
 TOKEN_COOKIE = "phasekit_token"
@@ -182,3 +182,11 @@ def create_app(store: Store, *, token: str | None = None, heartbeat: float = 15.
     if token is None:
         return app
     return TokenGate(app, token)
+
+
+def end_streams(app: ASGIApp) -> None:
+    """End every open event stream of a dashboard ``create_app`` made: a server that shuts
+    down waits for open responses, and a stream would never end by itself."""
+    inner = app.app if isinstance(app, TokenGate) else app
+    if isinstance(inner, Starlette) and isinstance(inner.state.broadcaster, EventBroadcaster):
+        inner.state.broadcaster.close()
