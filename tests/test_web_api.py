@@ -300,3 +300,24 @@ def test_the_dashboard_changes_nothing_in_the_store(store: SQLStore, writer: Tra
         assert get(app, path).status_code == 200
     assert json.dumps(writer.get_job("r").to_schema().model_dump(mode="json")) == before
     assert store.last_position() == 1
+
+
+def test_mounted_in_a_host_app_its_links_script_and_cookie_follow_the_mount(
+    store: SQLStore, writer: Tracker
+) -> None:
+    from starlette.applications import Starlette  # noqa: PLC0415
+    from starlette.routing import Mount  # noqa: PLC0415
+
+    writer.create_job("m/1")
+    host = Starlette(routes=[Mount("/dash", create_app(store, token="k"))])
+    auth = {"Authorization": "Bearer k"}
+    page = get(host, "/dash/", headers=auth).text
+    assert "href='/dash/jobs/m%2F1'" in page
+    assert "<script src='/dash/static/dashboard.js' defer>" in page
+    assert get(host, "/dash/static/dashboard.js", headers=auth).status_code == 200
+    assert get(host, "/dash/jobs/m%2F1", headers=auth).status_code == 200
+    assert get(host, "/dash/api/jobs/m%2F1/history", headers=auth).json()[0]["job_id"] == "m/1"
+    redirect = get(host, "/dash/jobs/m%2F1?token=k")
+    assert redirect.status_code == 303
+    assert redirect.headers["location"] == "/dash/jobs/m%2F1"
+    assert "Path=/dash" in redirect.headers["set-cookie"]

@@ -6,7 +6,7 @@ import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -127,7 +127,10 @@ class TokenGate:
             return
         if self._matches(request.query_params.get("token")):
             rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-            target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
+            # The path as sent (still encoded): a job id's %2F must stay one.
+            raw = scope.get("raw_path")
+            path = raw.decode("latin-1").partition("?")[0] if raw else quote(request.url.path)
+            target = path + (f"?{urlencode(rest)}" if rest else "")
             response: Response = RedirectResponse(target, status_code=303)
             response.set_cookie(
                 TOKEN_COOKIE,
