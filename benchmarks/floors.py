@@ -114,10 +114,11 @@ per fire by id here, where the sync driver blocks on its socket.
     "hosts.writers.postgresql": """
 **The floor is the job's one row.** Every commit updates the job row (its version is the
 compare-and-swap), so writers on one job take turns on that row's lock, however disjoint
-their phases. A writer that loaded the job before another's commit loses its first,
-optimistic attempt, reloads, and plans again inside `locked(job_id)` (`SELECT ... FOR
-UPDATE`), which cannot lose but waits for the row: the conflicts counted below are those
-first attempts. No report fails.
+their phases. A writer that loaded the job before another's commit loses its optimistic
+attempt, reloads, and plans again inside `locked(job_id)` (`SELECT ... FOR UPDATE`), which
+cannot lose but waits for the row; for two seconds after that the job counts as contended and
+the writer's calls on it go locked at once, so the conflicts counted below are few. No report
+fails.
 """,
     "hooks.job_created_only": """
 The difference is noise, not work: with only `job_created` implemented, `wants()` is False

@@ -75,6 +75,10 @@ __all__ = ["Tracker"]
 log = logging.getLogger("phasekit")
 
 _LOCK_STRIPES = 64
+#: How long a job counts as contended after it lost a compare-and-swap (seconds): by-id calls
+#: on it take the store's lock at once meanwhile.
+CONTENDED_FOR = 2.0
+_CONTENDED_KEPT = 4096
 
 
 # Events are built from values phasekit has already checked, on every commit: they are
@@ -147,6 +151,7 @@ class Tracker:
         #: How a by-id call waits before it tries again (an AsyncTracker waits without
         #: blocking its event loop).
         self.wait: Callable[[float], None] = time.sleep
+        self._conflicts: dict[str, float] = {}  # job id -> until when it counts as contended
         # Work waiting for the running locked commit (per thread, and per asyncio task).
         self._deferred: ContextVar[list[Callable[[], None]] | None] = ContextVar(
             f"phasekit_deferred_{id(self)}", default=None
@@ -413,7 +418,9 @@ class Tracker:
             self.store, "locked", None
         )
         for attempt in range(self.conflict_retries + 1):
-            exclusive = attempt > 0 and locked is not None
+            # A job that lost a compare-and-swap a moment ago is contended: its next calls
+            # go locked at once instead of losing an optimistic attempt first.
+            exclusive = locked is not None and (attempt > 0 or self._contended(job_id))
             pending: list[Callable[[], None]] = []
             try:
                 with self._lock_for(job_id):
@@ -432,6 +439,7 @@ class Tracker:
                         job = self.get_job(job_id)
                         change(job)
             except ConcurrentUpdateError:
+                self._note_contended(job_id)
                 if attempt == self.conflict_retries:
                     raise
                 self.wait(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # jittered
@@ -440,6 +448,17 @@ class Tracker:
                 after()
             return job
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _contended(self, job_id: str) -> bool:
+        until = self._conflicts.get(job_id)
+        return until is not None and until > time.monotonic()
+
+    def _note_contended(self, job_id: str) -> None:
+        conflicts = self._conflicts
+        conflicts.pop(job_id, None)
+        conflicts[job_id] = time.monotonic() + CONTENDED_FOR
+        if len(conflicts) > _CONTENDED_KEPT:
+            conflicts.pop(next(iter(conflicts)), None)
 
     def _after_commit(self, work: Callable[[], None]) -> None:
         """Run ``work`` (a commit's actions and hooks) now, or once the locked block commits."""
