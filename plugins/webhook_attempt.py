@@ -187,6 +187,8 @@ class Watchdog:
         self._attempt = 0  # the number of the running (or last) attempt
         self._watcher: threading.Thread | None = None
         self._done = False  # forget() was called: the watcher ends
+        # Until when the watcher sleeps (monotonic; inf while it is awake or not started).
+        self._sleeps_until = math.inf
         self._sock: socket.socket | None = None
         self._ends_at: float | None = None  # the running attempt's deadline (monotonic)
         self._expired = False  # the running (or last) attempt hit its deadline
@@ -238,13 +240,13 @@ class Watchdog:
                     target=_watch, args=(weakref.ref(self),), name=self._name, daemon=True
                 )
                 self._watcher.start()
-            self._changed.notify_all()
+            elif self._ends_at < self._sleeps_until:  # the watcher would wake too late
+                self._changed.notify_all()
         try:
             yield
         finally:
-            with self._lock:
+            with self._lock:  # the watcher finds out when it wakes: no hand-off per attempt
                 self._ends_at = None
-                self._changed.notify_all()
 
     def time_left(self) -> float:
         """Seconds until the running attempt's deadline; 0 when none is running."""
@@ -277,11 +279,17 @@ class Watchdog:
             if self._done:
                 return cut, False
             ends_at = self._ends_at
+            now = time.monotonic()
             if ends_at is None or self._attempt == cut:  # nothing to watch: wait for an attempt
-                return cut, self._changed.wait(_WATCHER_IDLE) or self._ends_at is not None
-            left = ends_at - time.monotonic()
+                self._sleeps_until = now + _WATCHER_IDLE
+                woken = self._changed.wait(_WATCHER_IDLE)
+                self._sleeps_until = math.inf
+                return cut, woken or self._ends_at is not None
+            left = ends_at - now
             if left > 0:
+                self._sleeps_until = ends_at
                 self._changed.wait(left)
+                self._sleeps_until = math.inf
                 return cut, True
             self._expired = True
             self._cut()
