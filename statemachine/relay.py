@@ -407,30 +407,39 @@ class _Lane:
         renew = relay.options.lease / 3  # how often an idle lane renews its lease
         woken, renew_at = True, 0.0
         while not stopping.is_set():
-            # An idle lane only waits for events: it claims (renews its lease) and reads the
-            # log when one came, or when the lease is due for renewal.
-            if woken or time.monotonic() >= renew_at:
-                try:
-                    done = self.pump()
-                except Exception:
-                    log.exception("phasekit relay: %s failed; trying again shortly", self.name)
-                    stopping.wait(1.0)
-                    continue
-                renew_at = time.monotonic() + renew
-            else:
-                done = _Pump()
-            woken = True
-            if done.more:
-                continue
-            idle = min(relay.options.idle_wait, renew)
-            if done.rest is not None:
-                stopping.wait(min(done.rest, idle) if done.rest > 0 else 0.01)
-            elif done.delivered == 0:
-                position = self._cursor.position if self._cursor else 0
-                left = max(0.0, renew_at - time.monotonic())
-                woken = relay._wait_for_events(position, min(relay.options.idle_wait, left))
+            try:
+                woken, renew_at = self._step(woken, renew_at, renew)
+            except Exception:
+                if getattr(relay.store, "closed", False):
+                    return  # the store was closed under the relay: nothing more to do
+                log.exception("phasekit relay: %s failed; trying again shortly", self.name)
+                stopping.wait(1.0)
+                woken = True
         self._drain()
         self.relay.ledger.release_cursor(self.name, relay.owner)
+
+    def _step(self, woken: bool, renew_at: float, renew: float) -> tuple[bool, float]:
+        """One turn of the lane's thread: deliver what there is, or wait for it."""
+        relay = self.relay
+        stopping = relay._stopping
+        # An idle lane only waits for events: it claims (renews its lease) and reads the
+        # log when one came, or when the lease is due for renewal.
+        if woken or time.monotonic() >= renew_at:
+            done = self.pump()
+            renew_at = time.monotonic() + renew
+        else:
+            done = _Pump()
+        if done.more:
+            return True, renew_at
+        idle = min(relay.options.idle_wait, renew)
+        if done.rest is not None:
+            stopping.wait(min(done.rest, idle) if done.rest > 0 else 0.01)
+            return True, renew_at
+        if done.delivered == 0:
+            position = self._cursor.position if self._cursor else 0
+            left = max(0.0, renew_at - time.monotonic())
+            return relay._wait_for_events(position, min(relay.options.idle_wait, left)), renew_at
+        return True, renew_at
 
     def _drain(self) -> None:
         """Deliver what was committed before ``stop()``, within the relay's drain deadline."""
@@ -578,6 +587,10 @@ class Relay:
         log of a durable store for the next relay).
         """
         timeout = self.options.drain_timeout if drain is None else drain
+        if getattr(self.store, "closed", False):  # closed under the relay: nothing to drain
+            self._stopping.set()
+            self._join(1.0)
+            return 0
         if self._started and not self._stopping.is_set():
             self._drain_target = self.log.last_position()
             self._drain_until = time.monotonic() + timeout

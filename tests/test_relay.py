@@ -350,7 +350,7 @@ def test_two_notifiers_have_their_own_cursors_and_a_failing_one_holds_back_nothi
     committed = time.monotonic()
     expected = logged_ids(store)
     behind = wait_until(lambda: len(healthy.ids) == len(expected), timeout=5)
-    wait_until(lambda: len(broken.tries(expected[0])) >= 3, timeout=5)
+    wait_until(lambda: len(broken.tries(expected[0])) >= 3, timeout=15)
 
     # The healthy notifier had everything, soon after the last commit, while the other one
     # was still retrying its first event.

@@ -191,6 +191,11 @@ class SQLStore:
         return cls(url, **options)
 
     @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called (the store is unusable then)."""
+        return self._closed
+
+    @property
     def metadata(self) -> MetaData:
         """The store's tables, for a host's migrations (e.g. Alembic's ``target_metadata``)."""
         return self.tables.metadata
