@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext, supp
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import MetaData, bindparam, delete, func, inspect, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -257,13 +257,7 @@ class SQLStore:
             with self._transaction() as cursor:
                 cursor.execute(w.update_job.sql, cas)
                 if cursor.rowcount != 1:
-                    cursor.execute(w.version_of.sql, w.version_of.args({"b_job_id": job_id}))
-                    row = cursor.fetchone()
-                    if row is None:
-                        raise JobNotFound(job_id)
-                    raise ConcurrentUpdateError(
-                        job_id, expected_version=expected_version, actual_version=int(row[0])
-                    )
+                    self._refuse_version(cursor, job_id, expected_version)
                 with self._pipeline(cursor):  # the rest needs no answer: one round trip
                     if changed is None:  # the stored phase rows are unknown: rewrite them all
                         cursor.execute(
@@ -282,6 +276,17 @@ class SQLStore:
             raise
         self._remember(record)
         self._wake(rows)
+
+    def _refuse_version(self, cursor: Any, job_id: str, expected_version: int) -> NoReturn:
+        """Why a compare-and-swap on ``job_id`` matched no row: gone, or another version."""
+        w = self._writes
+        cursor.execute(w.version_of.sql, w.version_of.args({"b_job_id": job_id}))
+        row = cursor.fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        raise ConcurrentUpdateError(
+            job_id, expected_version=expected_version, actual_version=int(row[0])
+        )
 
     @contextmanager
     def locked(self, job_id: str) -> Iterator[None]:
@@ -336,13 +341,7 @@ class SQLStore:
                     w.delete_job.args({"b_job_id": job_id, "b_expected_version": expected_version}),
                 )
                 if cursor.rowcount != 1:
-                    cursor.execute(w.version_of.sql, w.version_of.args({"b_job_id": job_id}))
-                    row = cursor.fetchone()
-                    if row is None:
-                        raise JobNotFound(job_id)
-                    raise ConcurrentUpdateError(
-                        job_id, expected_version=expected_version, actual_version=int(row[0])
-                    )
+                    self._refuse_version(cursor, job_id, expected_version)
                 # Phases and history go with the job (ON DELETE CASCADE).
                 self._append(cursor, rows)
         except self._dbapi.Error as exc:
