@@ -50,7 +50,7 @@ from .store import (
     Store,
     open_store,
 )
-from .tracker_config import build_notifiers, read_config
+from .tracker_config import build_notifiers, close_notifiers, read_config
 
 __all__ = ["NotifierStatus", "Relay", "RelayOptions", "deliver"]
 
@@ -622,13 +622,7 @@ class Relay:
             return
         self._closed = True
         self.stop()
-        for name, notifier in self.notifiers.items():
-            closer = getattr(notifier, "close", None)
-            if callable(closer):
-                try:
-                    closer()
-                except Exception:
-                    log.exception("phasekit relay: notifier %r failed to close", name)
+        close_notifiers(self.notifiers)
         if self._owns_store:
             self.store.close()
 

@@ -68,7 +68,13 @@ from .store import (
     TransitionRequest,
     open_store,
 )
-from .tracker_config import RELAY_MODES, build_notifiers, config_spec, read_config
+from .tracker_config import (
+    RELAY_MODES,
+    build_notifiers,
+    close_notifiers,
+    config_spec,
+    read_config,
+)
 
 __all__ = ["Tracker"]
 
@@ -760,13 +766,7 @@ class Tracker:
                     left,
                 )
         if not self._notifiers_registered:  # registered ones are closed as plugins
-            for name, notifier in self._notifiers.items():
-                closer = getattr(notifier, "close", None)
-                if callable(closer):
-                    try:
-                        closer()
-                    except Exception:
-                        log.exception("phasekit notifier %r failed to close", name)
+            close_notifiers(self._notifiers)
 
     def __enter__(self) -> Tracker:
         return self

@@ -6,6 +6,7 @@ wire it with ``config_spec`` and ``attach_notifiers``, so the two cannot disagre
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ __all__ = [
     "TrackerConfig",
     "attach_notifiers",
     "build_notifiers",
+    "close_notifiers",
     "config_spec",
     "expand_env",
     "read_config",
@@ -36,6 +38,8 @@ __all__ = [
 #: process, ``phasekit relay`` processes, or nowhere.
 RELAY_MODES = ("thread", "external", "off")
 RelayMode = Literal["thread", "external", "off"]
+
+log = logging.getLogger("phasekit")
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -168,12 +172,20 @@ def build_notifiers(
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"notifier {name!r}: {exc}") from None
     except BaseException:
-        for notifier in built.values():
-            closer = getattr(notifier, "close", None)
-            if callable(closer):
-                closer()
+        close_notifiers(built)
         raise
     return built
+
+
+def close_notifiers(notifiers: Mapping[str, object]) -> None:
+    """Call ``close()`` on each notifier that has one; a failure is logged, the rest go on."""
+    for name, notifier in notifiers.items():
+        closer = getattr(notifier, "close", None)
+        if callable(closer):
+            try:
+                closer()
+            except Exception:
+                log.exception("phasekit notifier %r failed to close", name)
 
 
 def attach_notifiers(
