@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from statemachine.plugins.sql import SQLStore
 
 from statemachine import HistoryEvent, JobStateSchema, PhaseSet, Tracker, parse_spec
 from statemachine.web import create_app
+from statemachine.web.pages import MERMAID_BUNDLE
 
 from .conftest import StoreTarget
 
@@ -219,11 +221,18 @@ def test_hostile_ids_metadata_and_errors_render_as_text(store: SQLStore, writer:
         assert page.status_code == 200, path
         assert "<script>alert" not in page.text, path
         assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&quot;&amp;" in page.text, path
-        # The only scripts are the dashboard's own.
-        assert re.findall(r"<script[^>]*>", page.text) in (
+        # The only scripts are the dashboard's own (a job page's diagram adds Mermaid's).
+        scripts = re.findall(r"<script[^>]*>", page.text)
+        assert all(re.fullmatch(r"<script src='/static/[\w./-]+\.js' defer>", s) for s in scripts)
+        assert scripts in (
             [],
+            [
+                f"<script src='/static/{MERMAID_BUNDLE}' defer>",
+                "<script src='/static/diagram.js' defer>",
+                "<script src='/static/dashboard.js' defer>",
+            ],
             ["<script src='/static/dashboard.js' defer>"],
-        )
+        ), path
     job_page = get(app, f"/jobs/{quote(job_id, safe='')}").text
     assert "boom &lt;script&gt;" in job_page
 
@@ -278,6 +287,29 @@ def test_with_a_token_every_request_needs_it(store: SQLStore, writer: Tracker) -
         assert get(app, path, headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert get(app, path, headers={"Cookie": "phasekit_token=s3cret"}).status_code == 200
     assert get(app, "/?token=wrong").status_code == 401
+
+
+MERMAID_SHA256 = "336df803d87a38b70a01e736e666c8f7601d2ce42f5e47c8fafe5d721074b9a3"
+
+
+def test_vendored_mermaid_is_served_compressed_to_browsers_and_plain_to_others(
+    store: SQLStore,
+) -> None:
+    app = create_app(store)
+    path = f"/static/{MERMAID_BUNDLE}"
+    packed = get(app, path, headers={"Accept-Encoding": "gzip, deflate, br"})
+    plain = get(app, path, headers={"Accept-Encoding": "identity"})
+    for response in (packed, plain):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/javascript")
+        assert "immutable" in response.headers["cache-control"]
+        assert response.headers["vary"] == "Accept-Encoding"
+        # httpx decodes the gzip body: both are the file the vendor README names, unchanged.
+        assert hashlib.sha256(response.content).hexdigest() == MERMAID_SHA256
+    assert packed.headers["content-encoding"] == "gzip"
+    assert int(packed.headers["content-length"]) < len(packed.content) / 3
+    assert "content-encoding" not in plain.headers
+    assert get(app, "/static/vendor/missing.js").status_code == 404
 
 
 def test_a_browser_passes_the_token_once_and_keeps_it_in_an_http_only_cookie(

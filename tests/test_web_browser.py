@@ -183,3 +183,180 @@ def test_the_list_and_a_job_page_follow_a_worker_process_within_a_second(
     job.close()
     print(f"\ncommit → DOM: {', '.join(f'{d * 1000:.0f} ms' for d in delays)}")
     assert max(delays) < 1.0
+
+
+#: The classes ``to_mermaid`` gives the statuses a job's phases are in.
+HIGHLIGHTS = {"occupied", "occupied_success", "occupied_failure"}
+LIVE_JOB = "live job/ü"
+#: Each drawn state's status and classes, and its box's computed fill.
+DRAWN_STATES = """() => Array.from(
+    document.querySelectorAll('#diagram-drawing svg g.node[data-status]'),
+    g => [g.dataset.status, Array.from(g.classList),
+          getComputedStyle(g.querySelector('rect.label-container')).fill])"""
+
+
+def _job_page(browser: Any, dashboard: str, job_id: str = LIVE_JOB, **context: Any) -> Any:
+    page = browser.new_context(**context).new_page()
+    page.goto(f"{dashboard}/jobs/{quote(job_id, safe='')}")
+    return page
+
+
+def _drawn(page: Any) -> dict[str, tuple[set[str], str]]:
+    """The drawing's states: each status, its node's classes and fill."""
+    return {status: (set(classes), fill) for status, classes, fill in page.evaluate(DRAWN_STATES)}
+
+
+def _highlighted(page: Any) -> set[str]:
+    return {status for status, (classes, _) in _drawn(page).items() if classes & HIGHLIGHTS}
+
+
+def _wait_highlighted(page: Any, *statuses: str, timeout: float = 3.0) -> None:
+    """Wait until the drawing highlights exactly ``statuses`` (read from here: the drawing is
+    replaced as a whole, and a check inside the page can run while it is half-built)."""
+    deadline = time.monotonic() + timeout
+    while (seen := _highlighted(page)) != set(statuses):
+        assert time.monotonic() < deadline, f"highlighted {sorted(seen)}, not {sorted(statuses)}"
+        time.sleep(0.02)
+
+
+def test_the_job_page_draws_the_phase_diagram_with_the_live_statuses_highlighted(
+    browser: Any, dashboard: str
+) -> None:
+    requested: list[str] = []
+    page = browser.new_page()
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{dashboard}/jobs/{quote(LIVE_JOB, safe='')}")
+    page.wait_for_selector("#diagram-drawing svg", timeout=10000)
+    drawn = _drawn(page)
+    assert set(drawn) == set(load_spec("ingestion").statuses)
+    assert _highlighted(page) == {"not_started"}
+    assert "occupied" in drawn["not_started"][0]
+    # Visibly: the fill of to_mermaid's classDef, where the other states have none of it.
+    assert drawn["not_started"][1] == "rgb(255, 217, 102)"  # #ffd966
+    assert drawn["running"][1] != drawn["not_started"][1]
+    # The drawing replaces the source, which is still there, folded.
+    assert not page.is_visible("#mermaid")
+    assert page.evaluate("document.getElementById('mermaid-source').open") is False
+    assert not page.is_visible("ol.states")
+    assert page.locator("#diagram svg").count() == 1
+    # Mermaid is the package's own file, and it fetches nothing from anywhere else.
+    assert any("/static/vendor/mermaid-" in url for url in requested)
+    assert all(url.startswith(dashboard) for url in requested), requested
+    page.close()
+
+
+def test_the_list_page_does_not_load_mermaid(browser: Any, dashboard: str) -> None:
+    requested: list[str] = []
+    page = browser.new_page()
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{dashboard}/")
+    page.wait_for_function("document.body.dataset.live === '1'", timeout=5000)
+    assert requested and not any("mermaid" in url or "diagram.js" in url for url in requested)
+    page.close()
+
+
+def test_the_drawing_follows_transitions_another_tracker_commits_without_a_reload(
+    browser: Any, dashboard: str, store_url: str
+) -> None:
+    page = _job_page(browser, dashboard)
+    page.wait_for_function("document.body.dataset.live === '1'", timeout=5000)
+    page.wait_for_selector("#diagram-drawing svg", timeout=10000)
+    page.evaluate("window.sameDocument = true")
+    with Tracker(load_spec("ingestion"), store=store_url) as other:
+        other.fire(LIVE_JOB, "discovery", "start")
+        _wait_highlighted(page, "not_started", "running")
+        other.fire(LIVE_JOB, "discovery", "pause")
+        # No phase is running any more: the highlight moved from running to paused.
+        _wait_highlighted(page, "not_started", "paused")
+        other.fire(LIVE_JOB, "discovery", "resume")
+        other.fire(LIVE_JOB, "discovery", "complete")
+        _wait_highlighted(page, "not_started", "completed")
+    drawn = _drawn(page)
+    assert "occupied_success" in drawn["completed"][0]
+    assert drawn["completed"][1] == "rgb(182, 215, 168)"  # #b6d7a8
+    assert page.evaluate("window.sameDocument") is True
+    assert page.locator("#diagram svg").count() == 1
+    assert page.get_attribute("#diagram-drawing", "data-statuses") == (
+        "completed not_started not_started not_started"
+    )
+    page.close()
+
+
+def test_progress_alone_keeps_the_drawing_and_redraws_the_note_later(
+    browser: Any, dashboard: str, store_url: str
+) -> None:
+    page = _job_page(browser, dashboard)
+    page.wait_for_function("document.body.dataset.live === '1'", timeout=5000)
+    with Tracker(load_spec("ingestion"), store=store_url) as other:
+        other.fire(LIVE_JOB, "discovery", "start")
+        _wait_highlighted(page, "not_started", "running")
+        page.evaluate("document.getElementById('diagram-drawing').dataset.mark = 'kept'")
+        other.report_progress(LIVE_JOB, "discovery", 50, 100)
+        page.wait_for_function(
+            "document.querySelector('#job-progress').dataset.progress === '12.5'", timeout=3000
+        )
+        # The page moved; the drawing is the one drawn before (no redraw per progress event).
+        assert page.get_attribute("#diagram-drawing", "data-mark") == "kept"
+        page.wait_for_function(
+            "document.querySelector('#diagram-drawing').textContent.includes('12.5%')",
+            timeout=5000,
+        )
+    assert page.get_attribute("#diagram-drawing", "data-mark") is None
+    page.close()
+
+
+def test_without_javascript_the_mermaid_source_stays_visible(browser: Any, dashboard: str) -> None:
+    page = _job_page(browser, dashboard, java_script_enabled=False)
+    assert page.is_visible("#mermaid")
+    assert page.inner_text("#mermaid").startswith("stateDiagram-v2")
+    assert "class not_started occupied" in page.inner_text("#mermaid")
+    assert page.is_visible("ol.states li.occupied[data-status='not_started']")
+    assert page.locator("#diagram svg").count() == 0
+    page.close()
+
+
+def test_when_mermaid_does_not_load_the_source_stays_and_the_page_still_follows(
+    browser: Any, dashboard: str, store_url: str
+) -> None:
+    context = browser.new_context()
+    context.route("**/static/vendor/**", lambda route: route.abort())
+    page = context.new_page()
+    page.goto(f"{dashboard}/jobs/{quote(LIVE_JOB, safe='')}")
+    page.wait_for_function("document.body.dataset.live === '1'", timeout=5000)
+    with Tracker(load_spec("ingestion"), store=store_url) as other:
+        other.fire(LIVE_JOB, "discovery", "start")
+    page.wait_for_function(
+        "document.querySelector('#job-status').dataset.status === 'running'", timeout=3000
+    )
+    assert page.is_visible("#mermaid")
+    assert "class running,not_started occupied" in page.inner_text("#mermaid")
+    assert page.locator("#diagram svg").count() == 0
+    page.close()
+
+
+#: A policy a host might add in front of the dashboard: scripts from the dashboard only, and
+#: no eval; inline styles allowed (Mermaid's SVG and the pages' bars have them).
+POLICY = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'"
+
+
+def test_the_diagram_draws_under_a_policy_without_unsafe_eval(browser: Any, dashboard: str) -> None:
+    def with_policy(route: Any) -> None:
+        response = route.fetch()
+        route.fulfill(
+            response=response,
+            headers={**response.headers, "content-security-policy": POLICY},
+        )
+
+    page = browser.new_page()
+    page.add_init_script(
+        "window.violations = [];"
+        "document.addEventListener('securitypolicyviolation',"
+        " e => window.violations.push(e.violatedDirective + ' ' + e.blockedURI));"
+    )
+    page.route("**/jobs/**", with_policy)
+    page.goto(f"{dashboard}/jobs/{quote(LIVE_JOB, safe='')}")
+    page.wait_for_selector("#diagram-drawing svg", timeout=10000)
+    page.wait_for_function("document.body.dataset.live === '1'", timeout=5000)
+    assert _highlighted(page) == {"not_started"}
+    assert page.evaluate("window.violations") == []
+    page.close()

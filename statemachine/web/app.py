@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import gzip
 import hmac
+import mimetypes
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -42,6 +45,10 @@ TOKEN_COOKIE = "phasekit_token"
 #: Jobs the list page counts per status (the most recent ones).
 COUNT_SCAN = 5000
 STATIC = Path(__file__).parent / "static"
+#: Where the vendored files are, each stored as ``NAME.gz``.
+VENDOR = STATIC / "vendor"
+#: A vendored file changes only with its name (``mermaid-12.3.0.min.js``).
+VENDOR_CACHE = "public, max-age=31536000, immutable"
 PAGE_PREFIX = "/jobs/"
 
 
@@ -49,10 +56,13 @@ def _base(request: Request) -> str:
     return str(request.scope.get("root_path", "")).rstrip("/")
 
 
-def _html(request: Request, title: str, main: str, job_id: str | None = None) -> Response:
+def _html(
+    request: Request, title: str, main: str, job_id: str | None = None, *, diagram: bool = False
+) -> Response:
     if request.query_params.get("fragment"):
         return HTMLResponse(main)
-    return HTMLResponse(document(title, main, base=_base(request), job_id=job_id))
+    page = document(title, main, base=_base(request), job_id=job_id, diagram=diagram)
+    return HTMLResponse(page)
 
 
 async def jobs_page(request: Request) -> Response:
@@ -96,11 +106,36 @@ async def job_page(request: Request) -> Response:
     history = await reader.history(found.job_id)
     spec = await run_in_threadpool(reader.phase_set, found)
     main = job_main(found, spec, history, base=_base(request))
-    return _html(request, found.job_id, main, job_id=found.job_id)
+    return _html(request, found.job_id, main, job_id=found.job_id, diagram=spec is not None)
 
 
 async def openapi(request: Request) -> Response:
     return JSONResponse(openapi_document())
+
+
+@functools.cache
+def _vendored_bytes(name: str) -> bytes | None:
+    packed = VENDOR / f"{name}.gz"
+    if "/" in name or name.startswith(".") or not packed.is_file():
+        return None
+    return packed.read_bytes()
+
+
+async def vendored(request: Request) -> Response:
+    """``/static/vendor/{name}``: a vendored file, stored gzip-compressed in the package
+    (Mermaid is 5.5 MB as it is, 1.6 MB compressed). A browser that accepts gzip gets the
+    stored bytes as they are; any other client gets them decompressed. A vendored file
+    changes only with its name (``mermaid-12.3.0.min.js``), so it is cached for a year."""
+    name = request.path_params["name"]
+    packed = _vendored_bytes(name)
+    if packed is None:
+        return problem(404, f"no vendored file {name[:200]!r}")
+    headers = {"Cache-Control": VENDOR_CACHE, "Vary": "Accept-Encoding"}
+    media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        return Response(packed, media_type=media_type, headers=headers)
+    return Response(gzip.decompress(packed), media_type=media_type, headers=headers)
 
 
 class TokenGate:
@@ -175,6 +210,7 @@ def create_app(store: Store, *, token: str | None = None, heartbeat: float = 15.
             Route(API_JOBS_PREFIX + "{job_id:path}", job_endpoint),
             Route("/api/events", events_stream),
             Route("/openapi.json", openapi),
+            Route("/static/vendor/{name}", vendored),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         lifespan=lifespan,

@@ -13,7 +13,12 @@ from ..runtime import PhaseSet, to_mermaid
 from ..spec import expand_sources
 from ..store import HistoryEvent, JobDeleted, JobRecord, PhaseChanged, PhaseRecord
 
-__all__ = ["document", "job_main", "jobs_main", "weighted_bar"]
+__all__ = ["MERMAID_BUNDLE", "MERMAID_VERSION", "document", "job_main", "jobs_main", "weighted_bar"]
+
+#: The Mermaid release vendored in ``static/vendor/`` (its README says where it came from).
+MERMAID_VERSION = "12.3.0"
+#: Its bundle, under ``/static/``: the version is in the name, so the file can be cached for good.
+MERMAID_BUNDLE = f"vendor/mermaid-{MERMAID_VERSION}.min.js"
 
 
 def _e(value: object) -> str:
@@ -83,9 +88,19 @@ def _phase_bar(phase: PhaseRecord) -> str:
     )
 
 
-def document(title: str, body: str, *, base: str, job_id: str | None = None) -> str:
-    """A whole page around ``body`` (a ``<main>``), with the live-update script."""
+def document(
+    title: str, body: str, *, base: str, job_id: str | None = None, diagram: bool = False
+) -> str:
+    """A whole page around ``body`` (a ``<main>``), with the live-update script; with
+    ``diagram``, Mermaid and the script that draws the job's phase diagram with it."""
     job = f" data-job-id='{_e(job_id)}'" if job_id is not None else ""
+    # Deferred scripts run in order: Mermaid, then the drawing, then the live updates (which
+    # hand each redrawn fragment to the drawing). Only job pages pay for Mermaid's 5 MB.
+    scripts = [MERMAID_BUNDLE, "diagram.js"] if diagram else []
+    tags = "".join(
+        f"<script src='{_e(base)}/static/{name}' defer></script>"
+        for name in [*scripts, "dashboard.js"]
+    )
     return (
         "<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -94,9 +109,7 @@ def document(title: str, body: str, *, base: str, job_id: str | None = None) -> 
         f"</head><body data-base='{_e(base)}'{job}>"
         f"<header><a href='{_e(base)}/'>phasekit</a> <span id='live' class='dim'>"
         "connecting…</span></header>"
-        f"<main id='main'>{body}</main>"
-        f"<script src='{_e(base)}/static/dashboard.js' defer></script>"
-        "</body></html>\n"
+        f"<main id='main'>{body}</main>{tags}</body></html>\n"
     )
 
 
@@ -187,7 +200,8 @@ def _history_item(event: HistoryEvent) -> str:
 
 
 def _diagram(spec: PhaseSet, record: JobRecord) -> str:
-    """The phase set's statuses, those the job's phases are in marked, and its Mermaid source."""
+    """The phase set's statuses, those the job's phases are in marked, and its Mermaid source
+    (``diagram.js`` draws it in the browser; without JavaScript the source stays open)."""
     occupied: dict[str, list[str]] = {}
     for p in record.phases:
         occupied.setdefault(p.status, []).append(p.phase_name)
@@ -202,6 +216,9 @@ def _diagram(spec: PhaseSet, record: JobRecord) -> str:
             f"<li class='state{' occupied' if phases else ''}' data-status='{_e(name)}' "
             f"data-kind='{kind}'{held}>{label}</li>"
         )
+    # What the drawing highlights: the script redraws at once when it changes, and only now
+    # and then for the rest of the source (the progress in the job's note).
+    statuses = " ".join(p.status for p in record.phases)
     edges = "".join(
         f"<li>{_e(src)} → {_e(t.dest)} <span class='dim'>{_e(t.trigger)}</span></li>"
         for t in spec.definition.transitions
@@ -210,8 +227,9 @@ def _diagram(spec: PhaseSet, record: JobRecord) -> str:
     return (
         f"<section id='diagram'><h2>Phase diagram</h2><ol class='states'>{''.join(chips)}</ol>"
         f"<details><summary>transitions</summary><ul class='edges'>{edges}</ul></details>"
-        "<details><summary>Mermaid source</summary>"
-        f"<pre id='mermaid'>{_e(to_mermaid(spec, record))}</pre></details></section>"
+        "<details id='mermaid-source' open><summary>Mermaid source</summary>"
+        f"<pre id='mermaid' data-statuses='{_e(statuses)}'>{_e(to_mermaid(spec, record))}</pre>"
+        "</details></section>"
     )
 
 

@@ -37,6 +37,8 @@
         Array.prototype.forEach.call(main.querySelectorAll("details"), function (d, i) {
           if (i < open.length) { d.open = open[i]; }
         });
+        // Before the browser paints: the diagram's script puts its drawing back at once.
+        document.dispatchEvent(new CustomEvent("phasekit:updated"));
         body.setAttribute("data-updated", String(Date.now()));
       })
       .catch(function (err) { say("update failed: " + err.message); })
