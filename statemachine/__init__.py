@@ -48,6 +48,8 @@ from .runtime import (
 from .store import (
     HISTORY_TYPES,
     DeadLetter,
+    DeadlineIndex,
+    DuePhase,
     Event,
     EventLog,
     HistoryEvent,
@@ -82,7 +84,9 @@ __all__ = [
     "ConcurrentUpdateError",
     "ConfigError",
     "DeadLetter",
+    "DeadlineIndex",
     "DeliveryError",
+    "DuePhase",
     "EndpointGone",
     "Event",
     "EventLog",

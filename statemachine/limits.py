@@ -26,6 +26,7 @@ __all__ = [
     "check_error",
     "check_metadata",
     "check_page",
+    "format_duration",
     "nesting",
     "parse_duration",
     "validate_job_id",
@@ -215,3 +216,24 @@ def parse_duration(value: object, what: str = "duration") -> timedelta:
     if seconds > MAX_DURATION.total_seconds():
         raise InvalidArgument(f"{what} must be at most 100 years, not {value!r}")
     return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta | float) -> str:
+    """A duration as the text ``parse_duration`` reads: ``90`` seconds is ``1m30s``.
+
+    Whole days, hours, minutes and seconds, largest first; a fraction of a second is kept
+    (``0.5s``). Weeks are written as days (``14d``), which reads more plainly.
+    """
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds <= 0:
+        return "0s"
+    whole = int(seconds)
+    fraction = round(seconds - whole, 6)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole >= size:
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+    if whole or fraction or not parts:
+        parts.append(f"{whole + fraction:g}s")
+    return "".join(parts)

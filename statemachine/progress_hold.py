@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from .runtime import JobState
 
@@ -29,6 +30,8 @@ class HeldReport:
     index: int
     items_processed: int
     items_total: int | None
+    #: When the report was made (its phase's ``updated_at`` once saved).
+    at: datetime
 
 
 class ProgressHold:

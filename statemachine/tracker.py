@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from types import TracebackType
 from typing import Any
@@ -52,6 +53,8 @@ from .runtime import (
     run_actions,
 )
 from .store import (
+    DeadlineIndex,
+    DuePhase,
     Event,
     EventLog,
     HistoryEvent,
@@ -68,6 +71,7 @@ from .store import (
     TransitionRequest,
     open_store,
 )
+from .sweeper import SWEEP_BATCH, SWEEP_LEASE, Sweeper
 from .tracker_config import (
     RELAY_MODES,
     build_notifiers,
@@ -113,8 +117,18 @@ class Tracker:
         notifiers: Mapping[str, object] | None = None,
         relay: str | None = None,
         relay_options: Mapping[str, Any] | RelayOptions | None = None,
+        clock: Callable[[], datetime] | None = None,
+        sweep_every: float | str | timedelta | None = None,
     ) -> None:
         self.spec = spec if isinstance(spec, PhaseSet) else load_spec(spec)
+        if clock is not None and not callable(clock):
+            raise InvalidArgumentType(f"clock must be a callable, not {type(clock).__name__}")
+        #: What "now" is for this tracker's timestamps and deadlines: a callable returning a
+        #: timezone-aware UTC datetime (tests pass their own, to move time without sleeping).
+        self.clock: Callable[[], datetime] = clock or _utc_now
+        #: The thread sweeping deadlines, when ``sweep_every`` is given.
+        self.sweeper: Sweeper | None = None
+        self._dated = False  # whether a sweep gave old phases their deadlines
         #: The relay delivering ``notifiers`` from the store's event log, if it runs here.
         self.relay: Relay | None = None
         self._notifiers: dict[str, object] = {}
@@ -164,6 +178,9 @@ class Tracker:
         )
         if notifiers:
             self.use_notifiers(notifiers, relay, relay_options)
+        if sweep_every is not None:
+            self.sweeper = Sweeper(self.sweep, sweep_every, name=self.spec.name)
+            self.sweeper.start()
 
     def use_notifiers(
         self,
@@ -228,6 +245,9 @@ class Tracker:
             if config.notifiers:
                 built = build_notifiers(tracker.plugins, config.notifiers)
                 tracker.use_notifiers(built, config.relay, config.relay_options)
+            if config.sweep_every is not None:
+                tracker.sweeper = Sweeper(tracker.sweep, config.sweep_every, name=tracker.spec.name)
+                tracker.sweeper.start()
         except BaseException:
             tracker.close()
             raise
@@ -251,7 +271,7 @@ class Tracker:
     def create_job(self, job_id: str, metadata: Mapping[str, Any] | None = None) -> JobState:
         """Create and store a job, every phase in the initial status; ``JobExists`` if taken."""
         self._check_open()
-        record = self.spec.initial_record(job_id, check_metadata(metadata))
+        record = self.spec.initial_record(job_id, check_metadata(metadata), at=self._now())
         event = JobCreated.build(
             job_id=record.job_id,
             version=record.version,
@@ -412,6 +432,116 @@ class Tracker:
             job_id, lambda job: job.phases[phase].update_progress(items_processed, items_total)
         )
 
+    def heartbeat(self, job_id: str, phase: str) -> JobState:
+        """Report that work on ``phase`` of the stored job ``job_id`` is alive, without counts.
+
+        Progress reports are heartbeats too; this is for work that cannot count items. It
+        moves the phase's ``heartbeat`` deadline; the job as committed.
+        """
+        return self._by_id(job_id, lambda job: job.phases[phase].heartbeat())
+
+    # -- deadlines -------------------------------------------------------------------------
+
+    def sweep(self, now: datetime | None = None) -> list[PhaseChanged]:
+        """Fire the ``on_timeout`` trigger of every phase past its deadline; the changes made.
+
+        Due phases come from the store's deadline index (its cost grows with the phases due,
+        not with the jobs kept), claimed so that sweeps running at once in other processes
+        split them. Each fires through the commit protocol, with an ``error`` naming the
+        deadline (``"heartbeat of 5m missed in status running"``): a phase another writer
+        changed first, or whose deadline moved, is passed by; one a guard or a plugin
+        refuses is logged and tried again once its claim expires (a minute).
+
+        The first sweep of a tracker also gives a deadline to phases kept without one (jobs
+        stored before their status had a deadline, or under an earlier version of the phase
+        set), computed from their timestamps.
+        """
+        self._check_open()
+        if not self.spec.deadlines:
+            return []
+        index = self.store
+        if not isinstance(index, DeadlineIndex):
+            raise PhaseKitError(
+                f"store {type(index).__name__} keeps no deadline index (claim_due, release_due, "
+                "undated_phases, set_deadline): phasekit cannot sweep its jobs"
+            )
+        at = self._now() if now is None else _check_now(now)
+        if not self._dated:
+            self._date_phases(index)
+            self._dated = True
+        fired: list[PhaseChanged] = []
+        while True:
+            batch = index.claim_due(at, spec=self.spec.name, limit=SWEEP_BATCH, lease=SWEEP_LEASE)
+            for due in batch:
+                event = self._time_out(index, due, at)
+                if event is not None:
+                    fired.append(event)
+            if len(batch) < SWEEP_BATCH:
+                return fired
+
+    def _time_out(self, index: DeadlineIndex, due: DuePhase, now: datetime) -> PhaseChanged | None:
+        """Fire ``on_timeout`` on one claimed phase if it is still past its deadline."""
+        committed: list[PhaseChanged] = []
+        passed_by: list[datetime | None] = []
+        deadlines = self.spec.deadlines
+
+        def change(job: JobState) -> None:
+            committed.clear()
+            passed_by.clear()
+            phase = job.phases[due.phase_name]
+            overdue = deadlines.overdue(phase.to_record(), job.created_at, now)
+            if overdue is None or phase.status != due.status:
+                # Changed since, or its deadline moved: the deadline it has now stands.
+                passed_by.append(deadlines.of_record(phase.to_record(), job.created_at))
+                return
+            committed.append(
+                self._commit_transition(job, phase, overdue.trigger, overdue.error, {})
+            )
+
+        try:
+            self._by_id(due.job_id, change)
+        except (JobNotFound, UnknownPhase, SpecMismatch):
+            return None  # deleted since, or not a phase of this phase set any more
+        except (InvalidTransition, TransitionRejected) as exc:
+            log.warning(
+                "phasekit: the deadline of phase %r of job %r passed, but %s; trying again in %gs",
+                due.phase_name,
+                due.job_id,
+                exc,
+                SWEEP_LEASE,
+            )
+            return None
+        if passed_by:
+            index.release_due(due, passed_by[0])
+        return committed[0] if committed else None
+
+    def _date_phases(self, index: DeadlineIndex) -> None:
+        """Store the deadline of phases kept without one, or under another phase-set version."""
+        deadlines = self.spec.deadlines
+        after: tuple[str, str] | None = None
+        dated = 0
+        while True:
+            page = index.undated_phases(
+                spec=self.spec.name,
+                fingerprint=self.spec.fingerprint,
+                statuses=list(deadlines.rules),
+                after=after,
+                limit=1000,
+            )
+            for job_id, created_at, phase in page:
+                deadline = deadlines.of_record(phase, created_at)
+                if deadline != phase.deadline:
+                    index.set_deadline(job_id, phase.phase_name, phase.status, deadline)
+                    dated += 1
+            if len(page) < 1000:
+                break
+            after = (page[-1][0], page[-1][2].phase_name)
+        if dated:
+            log.info("phasekit: %d phase(s) of %r got their deadline", dated, self.spec.name)
+
+    def _now(self) -> datetime:
+        return _check_now(self.clock())
+
     def _by_id(self, job_id: str, change: Callable[[JobState], None]) -> JobState:
         """Load, plan and commit; after a lost compare-and-swap, again with the job locked.
 
@@ -490,7 +620,7 @@ class Tracker:
                 if record is None:
                     raise JobNotFound(job_id)
                 self._restore(record)  # a job of another phase set is not this tracker's
-                event = JobDeleted.build(job_id=job_id, version=record.version + 1)
+                event = JobDeleted.build(job_id=job_id, version=record.version + 1, at=self._now())
                 try:
                     delete(job_id, expected_version=record.version, events=[event])
                 except ConcurrentUpdateError:
@@ -559,11 +689,11 @@ class Tracker:
         error: str | None,
         data: Mapping[str, Any],
         idempotency_key: str | None = None,
-    ) -> None:
-        """Commit ``trigger`` on ``phase`` (what ``phase.<trigger>()`` calls)."""
+    ) -> PhaseChanged:
+        """Commit ``trigger`` on ``phase`` (what ``phase.<trigger>()`` calls); its event."""
         self._check_open()
         with self._lock_for(job.job_id):
-            change = plan_transition(job, phase, trigger, error, data)
+            change = plan_transition(job, phase, trigger, error, data, at=self._now())
             source, dest = change.source, change.after.status
             if self.plugins.wants("before_transition"):
                 request = TransitionRequest(
@@ -613,6 +743,7 @@ class Tracker:
                 raise failure
 
         self._after_commit(after)
+        return changed
 
     def _commit_progress(
         self, job: JobState, phase: PhaseState, items_processed: int, items_total: int | None
@@ -621,10 +752,17 @@ class Tracker:
         self._check_open()
         held = self._held
         with self._lock_for(job.job_id):
-            change = plan_progress(job, phase, items_processed, items_total)
-            if held is not None:
+            change = plan_progress(job, phase, items_processed, items_total, at=self._now())
+            # A report that changes no count is a heartbeat: it is saved at once, since
+            # what it moves is the phase's deadline, which waits for nobody.
+            if held is not None and (change.after.items_processed, change.after.items_total) != (
+                phase.items_processed,
+                phase.items_total,
+            ):
                 after = change.after
-                report = HeldReport(job, change.index, after.items_processed, after.items_total)
+                report = HeldReport(
+                    job, change.index, after.items_processed, after.items_total, change.at
+                )
                 if held.hold_or_save(report):
                     apply_unsaved(job, change)
                     return
@@ -721,6 +859,9 @@ class Tracker:
         """Flush pending progress, close plugins that have ``close()``, then the store."""
         if self._closed:
             return
+        sweeper, self.sweeper = self.sweeper, None
+        if sweeper is not None:
+            sweeper.stop()
         if self._held is not None:
             self._held.stop()
         lost: PersistenceError | None = None
@@ -821,6 +962,19 @@ def _close_at_exit(ref: weakref.ReferenceType[Tracker]) -> None:
             log.exception("phasekit: closing a tracker at exit")
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _check_now(now: object) -> datetime:
+    """``now`` if it is a timezone-aware datetime (what a clock must return)."""
+    if not isinstance(now, datetime):
+        raise InvalidArgumentType(f"the clock must give a datetime, not {type(now).__name__}")
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise InvalidArgument(f"the clock gave {now.isoformat()}, which has no time zone; use UTC")
+    return now
+
+
 def _could_exist(job_id: str) -> bool:
     """Whether a job can have ``job_id``: one ``create_job`` refuses (e.g. with a NUL) cannot.
 
@@ -901,7 +1055,7 @@ def _merge(job: JobState, item: tuple[int, HeldReport]) -> Change | None:
     if counts == (phase.items_processed, phase.items_total):
         return None
     try:
-        change = plan_progress(job, phase, *counts)
+        change = plan_progress(job, phase, *counts, at=report.at)
     except (InvalidTransition, ValueError) as exc:  # finished, or a smaller total, since
         log.warning(
             "phasekit: held progress report on phase %r of job %r dropped: %s",

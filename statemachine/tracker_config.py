@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import PhaseKitError, did_you_mean
 from .hooks import PluginManager
-from .limits import nesting
+from .limits import nesting, parse_duration
 from .runtime import PhaseSet, load_spec
 from .spec import MAX_DEPTH, MAX_NODES, is_bundled_name
 
@@ -69,6 +69,20 @@ class TrackerConfig(BaseModel):
         default_factory=dict,
         description="Retries, leases and waits of the relay (statemachine.relay.RelayOptions).",
     )
+    sweep_every: str | float | None = Field(
+        None,
+        description="Run the deadline sweep in a thread of this process this often (30s, 5m).",
+    )
+
+    @field_validator("sweep_every")
+    @classmethod
+    def _duration(cls, value: str | float | None) -> str | float | None:
+        if value is not None:
+            try:
+                parse_duration(value, "sweep_every")
+            except PhaseKitError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
 
 def expand_env(value: Any, *, where: str = "") -> Any:

@@ -23,6 +23,8 @@ PUBLIC_API = [
     "ConcurrentUpdateError",
     "ConfigError",
     "DeadLetter",
+    "DeadlineIndex",
+    "DuePhase",
     "DeliveryError",
     "EndpointGone",
     "Event",

@@ -16,7 +16,7 @@ AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def test_phase_record_build_is_the_dataclass_constructor() -> None:
-    values = ("extraction", "failed", 42.5, 17, 40, AT, AT, AT, "disk full")
+    values = ("extraction", "failed", 42.5, 17, 40, AT, AT, AT, "disk full", AT, AT)
     built = build_phase_record(*values)
     made = PhaseRecord(*values)
     assert built == made and hash(built) == hash(made) and repr(built) == repr(made)

@@ -142,6 +142,7 @@ class PhaseModel:
     completed_at: datetime | None = None
     updated_at: datetime | None = None
     error: str | None = None
+    entered_at: datetime | None = None  # of the status: None until the first transition
 
     def record(self) -> PhaseRecord:
         return PhaseRecord(
@@ -154,6 +155,7 @@ class PhaseModel:
             completed_at=self.completed_at,
             updated_at=self.updated_at,
             error=self.error,
+            entered_at=self.entered_at,
         )
 
 
@@ -355,6 +357,7 @@ class RandomDriving(RuleBasedStateMachine):
             phase.started_at = phase.started_at or (at if self.ref.flag(dest, "active") else None)
             phase.completed_at = at if self.ref.flag(dest, "terminal") else None
             phase.updated_at = at
+            phase.entered_at = at
             if error is None and not self.ref.flag(dest, "terminal"):
                 phase.error = None
             elif error is not None:
@@ -462,6 +465,7 @@ class RandomDriving(RuleBasedStateMachine):
             return
         for job_id, job in self.jobs.items():
             model = self.models[job_id]
+            # These phase sets declare no deadlines (tests/test_deadlines.py has them).
             expected = [p.record() for p in model.phases]
             assert [p.to_record() for p in job.phases.values()] == expected
             statuses = [p.status for p in model.phases]

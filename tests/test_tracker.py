@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -587,7 +588,7 @@ def test_progress_save_times_are_kept_for_one_interval_not_for_every_job() -> No
     hold = ProgressHold(0.05, lambda: None)
 
     def first_report(job_id: str) -> HeldReport:
-        return HeldReport(spec.new_job(job_id), 0, 1, 10)
+        return HeldReport(spec.new_job(job_id), 0, 1, 10, datetime.now(UTC))
 
     assert not any(hold.hold_or_save(first_report(f"a{i}")) for i in range(1000))  # all saved
     time.sleep(0.1)  # every save above is now older than the interval

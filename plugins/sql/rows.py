@@ -54,6 +54,8 @@ def phase_params(job_id: str, position: int, phase: PhaseRecord) -> dict[str, An
         "completed_at": phase.completed_at,
         "updated_at": phase.updated_at,
         "error": phase.error,
+        "entered_at": phase.entered_at,
+        "deadline": phase.deadline,
     }
 
 
@@ -159,6 +161,8 @@ class JobQueries:
             phases.c.completed_at,
             phases.c.updated_at,
             phases.c.error,
+            phases.c.entered_at,
+            phases.c.deadline,
         ]
         return (
             select(

@@ -114,8 +114,9 @@ def _as_utc(value: datetime) -> datetime:
 #: The version of the store's tables. A store records it in its ``<prefix>schema`` table and
 #: refuses, before writing anything, tables that record another one. Version 2 added the
 #: event log, the relay's cursors and the dead letters, and the history's idempotency_key
-#: column; a store that may create tables upgrades version 1 tables by adding those.
-SCHEMA_VERSION = 2
+#: column; version 3 the phases' entered_at and deadline columns and the deadline index. A
+#: store that may create tables upgrades older tables by adding those.
+SCHEMA_VERSION = 3
 
 #: Constraint names, so that a host's migrations name them the same on every database.
 NAMING_CONVENTION = {
@@ -197,10 +198,21 @@ def build_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables
         Column("completed_at", UTCDateTime, nullable=True),
         Column("updated_at", UTCDateTime, nullable=True),
         Column("error", Text, nullable=True),
+        Column("entered_at", UTCDateTime, nullable=True),
+        # The phase's next deadline (its status's timeout or heartbeat); NULL only where its
+        # status has none. Every commit writes it, so the sweep reads due phases from an index.
+        Column("deadline", UTCDateTime, nullable=True),
         comment="One row per job and phase: the phase's status, counters and timestamps.",
     )
     # "Jobs whose extraction is not_started": a worker finding work, without a scan.
     Index(f"ix_{prefix}phases_status", phases.c.phase_name, phases.c.status, phases.c.job_id)
+    # "Phases past their deadline", earliest first: the sweep's read, as long as what is due.
+    Index(
+        f"ix_{prefix}phases_deadline",
+        phases.c.deadline,
+        postgresql_where=phases.c.deadline.is_not(None),
+        sqlite_where=phases.c.deadline.is_not(None),
+    )
 
     history = Table(
         f"{prefix}history",

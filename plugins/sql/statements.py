@@ -92,6 +92,8 @@ PHASE_COLUMNS = (
     "completed_at",
     "updated_at",
     "error",
+    "entered_at",
+    "deadline",
 )
 EVENT_COLUMNS = ("event_id", "job_id", "event_type", "version", "at", "event")
 HISTORY_COLUMNS = (

@@ -13,7 +13,18 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, NoReturn
 
-from sqlalchemy import MetaData, bindparam, delete, func, inspect, select, text, update
+from sqlalchemy import (
+    MetaData,
+    bindparam,
+    delete,
+    func,
+    inspect,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -23,6 +34,7 @@ from statemachine import (
     HISTORY_TYPES,
     ConcurrentUpdateError,
     DeadLetter,
+    DuePhase,
     Event,
     HistoryEvent,
     InvalidArgument,
@@ -32,6 +44,7 @@ from statemachine import (
     JobRecord,
     LoggedEvent,
     PersistenceError,
+    PhaseRecord,
     RelayCursor,
     parse_duration,
     parse_event,
@@ -476,6 +489,126 @@ class SQLStore:
         definition: dict[str, Any] = dict(rows[0][0])
         return definition
 
+    # -- DeadlineIndex -----------------------------------------------------------------------
+
+    def claim_due(
+        self, now: datetime, *, spec: str, limit: int = 100, lease: float = 60.0
+    ) -> builtins.list[DuePhase]:
+        """Up to ``limit`` phases of phase set ``spec`` past their deadline, earliest first,
+        each claimed for ``lease`` seconds by moving its stored deadline to then.
+
+        One write transaction: on PostgreSQL the due rows are locked ``FOR UPDATE SKIP
+        LOCKED``, so sweeps running at once take different phases; SQLite runs one write
+        transaction at a time, which splits them as well.
+        """
+        phases, jobs = self.tables.phases, self.tables.jobs
+        query = (
+            select(phases.c.job_id, phases.c.phase_name, phases.c.status, phases.c.deadline)
+            .join(jobs, jobs.c.job_id == phases.c.job_id)
+            .where(phases.c.deadline <= bindparam("now"), jobs.c.spec_name == bindparam("spec"))
+            .order_by(phases.c.deadline)
+            .limit(bindparam("limit"))
+        )
+        if not self._sqlite:
+            query = query.with_for_update(skip_locked=True, of=phases)
+        claim = (
+            update(phases)
+            .where(
+                phases.c.job_id == bindparam("b_job_id"),
+                phases.c.phase_name == bindparam("b_phase_name"),
+            )
+            .values(deadline=bindparam("until"))
+        )
+        until = now + timedelta(seconds=lease)
+        self._prepare()
+        try:
+            with self._write_engine.begin() as conn:
+                rows = conn.execute(query, {"now": now, "spec": spec, "limit": limit}).all()
+                if rows:
+                    conn.execute(
+                        claim,
+                        [
+                            {"b_job_id": r.job_id, "b_phase_name": r.phase_name, "until": until}
+                            for r in rows
+                        ],
+                    )
+        except SQLAlchemyError as exc:
+            raise self._failure(exc, "claim the phases past their deadline") from exc
+        for row in rows:
+            self._forget(row.job_id)  # its stored phase rows changed under the known record
+        return [DuePhase(r.job_id, r.phase_name, r.status, r.deadline, until) for r in rows]
+
+    def release_due(self, phase: DuePhase, deadline: datetime | None) -> None:
+        """Give a claimed phase its ``deadline`` back, unless it changed since the claim."""
+        phases = self.tables.phases
+        statement = (
+            update(phases)
+            .where(
+                phases.c.job_id == phase.job_id,
+                phases.c.phase_name == phase.phase_name,
+                phases.c.deadline == phase.claimed_until,
+            )
+            .values(deadline=deadline)
+        )
+        self._prepare()
+        try:
+            with self._write_engine.begin() as conn:
+                conn.execute(statement)
+        except SQLAlchemyError as exc:
+            raise self._failure(exc, f"release a deadline of job {phase.job_id!r}") from exc
+        self._forget(phase.job_id)
+
+    def undated_phases(
+        self,
+        *,
+        spec: str,
+        fingerprint: str,
+        statuses: Sequence[str],
+        after: tuple[str, str] | None = None,
+        limit: int = 1000,
+    ) -> builtins.list[tuple[str, datetime, PhaseRecord]]:
+        """Phases in ``statuses`` of ``spec``'s jobs with no stored deadline, or kept under
+        another fingerprint, by job id and phase name after ``after``."""
+        phases, jobs = self.tables.phases, self.tables.jobs
+        columns = [phases.c[name] for name in PhaseRecord.__dataclass_fields__]
+        query = (
+            select(phases.c.job_id, jobs.c.created_at, *columns)
+            .join(jobs, jobs.c.job_id == phases.c.job_id)
+            .where(
+                jobs.c.spec_name == spec,
+                phases.c.status.in_(builtins.list(statuses)),
+                or_(phases.c.deadline.is_(None), jobs.c.spec_fingerprint != fingerprint),
+            )
+            .order_by(phases.c.job_id, phases.c.phase_name)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(tuple_(phases.c.job_id, phases.c.phase_name) > tuple_(*after))
+        rows = self._fetch(query, {}, f"read the deadlines of phase set {spec!r}")
+        return [(row[0], row[1], PhaseRecord(*tuple(row)[2:])) for row in rows]
+
+    def set_deadline(
+        self, job_id: str, phase_name: str, status: str, deadline: datetime | None
+    ) -> None:
+        """Store ``deadline`` for the phase if it is still in ``status`` (same version)."""
+        phases = self.tables.phases
+        statement = (
+            update(phases)
+            .where(
+                phases.c.job_id == job_id,
+                phases.c.phase_name == phase_name,
+                phases.c.status == status,
+            )
+            .values(deadline=deadline)
+        )
+        self._prepare()
+        try:
+            with self._write_engine.begin() as conn:
+                conn.execute(statement)
+        except SQLAlchemyError as exc:
+            raise self._failure(exc, f"store a deadline of job {job_id!r}") from exc
+        self._forget(job_id)
+
     # -- EventLog ----------------------------------------------------------------------------
 
     def read_events(self, after: int = 0, *, limit: int = 1000) -> builtins.list[LoggedEvent]:
@@ -807,19 +940,23 @@ class SQLStore:
             )
         row = conn.execute(select(info.c.version).where(info.c.name == "phasekit")).first()
         if row is not None:
-            if row[0] == 1 and self.create_tables:  # create_all has just added version 2's tables
-                self._upgrade_history(conn)
+            if row[0] in (1, 2) and self.create_tables:
+                # create_all has just added version 2's tables; the columns are added here.
+                self._upgrade_columns(conn)
                 conn.execute(
                     info.update().where(info.c.name == "phasekit").values(version=SCHEMA_VERSION)
                 )
                 log.info("phasekit: %s upgraded to schema version %d", self._name, SCHEMA_VERSION)
-            elif row[0] == 1:
+            elif row[0] in (1, 2):
                 added = ", ".join(t.name for t in self.tables.added_in_version_2)
                 raise PersistenceError(
-                    f"{self._name}: the store's tables are of schema version 1, and this "
-                    f"phasekit works with version {SCHEMA_VERSION}: add the tables {added} "
-                    "(tables_metadata() has them) and record version 2, or open the store once "
-                    "with create_tables=True to upgrade them"
+                    f"{self._name}: the store's tables are of schema version {row[0]}, and this "
+                    f"phasekit works with version {SCHEMA_VERSION}: add "
+                    + (f"the tables {added}, " if row[0] == 1 else "")
+                    + "the history's idempotency_key column, the phases' entered_at and deadline "
+                    f"columns and their indexes (tables_metadata() has them) and record version "
+                    f"{SCHEMA_VERSION}, or open the store once with create_tables=True to "
+                    "upgrade them"
                 )
             elif row[0] != SCHEMA_VERSION:
                 raise PersistenceError(
@@ -838,17 +975,28 @@ class SQLStore:
         conn.execute(info.insert().values(name="phasekit", version=SCHEMA_VERSION))
         self._start_sequence(conn)
 
-    def _upgrade_history(self, conn: Connection) -> None:
-        """Add version 2's idempotency_key column, and its index, to a version 1 history."""
-        history = self.tables.history
-        columns = {c["name"] for c in inspect(conn).get_columns(history.name, schema=self.schema)}
-        if "idempotency_key" in columns:
-            return
-        name = conn.dialect.identifier_preparer.format_table(history)
-        conn.execute(text(f"ALTER TABLE {name} ADD COLUMN idempotency_key VARCHAR"))
-        for index in history.indexes:
-            if "idempotency_key" in index.columns:
-                index.create(conn)
+    def _upgrade_columns(self, conn: Connection) -> None:
+        """Add the columns later versions added to older tables, with their indexes:
+        the history's idempotency_key (version 2), the phases' entered_at and deadline (3).
+
+        Rows written before keep NULL there: a phase's deadline is then computed from its
+        timestamps when the phase set is next swept (``Tracker.sweep``).
+        """
+        for table, added in (
+            (self.tables.history, ("idempotency_key",)),
+            (self.tables.phases, ("entered_at", "deadline")),
+        ):
+            found = {c["name"] for c in inspect(conn).get_columns(table.name, schema=self.schema)}
+            missing = [name for name in added if name not in found]
+            if not missing:
+                continue
+            name = conn.dialect.identifier_preparer.format_table(table)
+            for column in missing:
+                kind = table.c[column].type.compile(dialect=conn.dialect)
+                conn.execute(text(f"ALTER TABLE {name} ADD COLUMN {column} {kind}"))
+            for index in table.indexes:
+                if any(c.name in missing for c in index.columns):
+                    index.create(conn)
 
     def _start_sequence(self, conn: Connection) -> None:
         """Make sure the event_sequence row a PostgreSQL reader locks to number events exists."""

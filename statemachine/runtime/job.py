@@ -156,6 +156,19 @@ class PhaseState:
         return self._job._phases[self._index].error
 
     @property
+    def entered_at(self) -> datetime | None:
+        """When the phase entered its current status; None until its first transition."""
+        return self._job._phases[self._index].entered_at
+
+    @property
+    def deadline(self) -> datetime | None:
+        """When the phase's status stops waiting (its ``timeout`` or ``heartbeat``), or None.
+
+        Past it, a sweep fires the status's ``on_timeout`` trigger.
+        """
+        return self._job._phases[self._index].deadline
+
+    @property
     def job(self) -> JobState:
         """The job this phase belongs to."""
         return self._job
@@ -180,6 +193,12 @@ class PhaseState:
     def update_progress(self, items_processed: int, items_total: int | None = None) -> None:
         """Record counters; with a known total, progress becomes ``100 * processed / total``."""
         self._job._update_progress(self, items_processed, items_total)
+
+    def heartbeat(self) -> None:
+        """Report that work on the phase is alive, without counts: moves its ``heartbeat``
+        deadline like a progress report does (the counters stay as they are)."""
+        record = self._job._phases[self._index]
+        self._job._update_progress(self, record.items_processed, None)
 
     def is_terminal(self) -> bool:
         """Whether the current status is flagged ``terminal``."""
@@ -514,8 +533,11 @@ def plan_transition(
     trigger: str,
     error: str | None,
     data: Mapping[str, Any],
+    *,
+    at: datetime | None = None,
 ) -> Change:
-    """Check ``trigger`` (source status, guards) and compute the phase it leads to.
+    """Check ``trigger`` (source status, guards) and compute the phase it leads to at ``at``
+    (now by default).
 
     Raises ``InvalidTransition`` or ``TransitionRejected``; changes nothing either way.
     """
@@ -539,7 +561,7 @@ def plan_transition(
             )
         dest, transition = dry_run.status, dry_run.transition
     flags = spec.status_def(dest)
-    now = datetime.now(UTC)
+    now = at or datetime.now(UTC)
     index = phase._index
     before = job._phases[index]
     after = build_phase_record(
@@ -552,6 +574,8 @@ def plan_transition(
         now if flags.terminal else None,  # completed_at
         now,  # updated_at
         error if error is not None else (before.error if flags.terminal else None),
+        now,  # entered_at
+        spec.deadlines.next_deadline(dest, now, now),  # deadline
     )
     return Change(
         index=index,
@@ -587,9 +611,16 @@ def unknown_trigger(spec_name: str, trigger: str, triggers: Sequence[str]) -> st
 
 
 def plan_progress(
-    job: JobState, phase: PhaseState, items_processed: int, items_total: int | None
+    job: JobState,
+    phase: PhaseState,
+    items_processed: int,
+    items_total: int | None,
+    *,
+    at: datetime | None = None,
 ) -> Change:
-    """Compute the phase after a progress report; the rules of DESIGN's progress section."""
+    """Compute the phase after a progress report at ``at`` (now by default); the rules of
+    DESIGN's progress section. A report is the phase's heartbeat: it moves the deadline a
+    ``heartbeat`` gives."""
     spec = job.spec
     if spec.status_def(phase.status).terminal:
         raise InvalidTransition(
@@ -598,7 +629,10 @@ def plan_progress(
             trigger="update_progress",
             status=phase.status,
             allowed=spec.allowed_triggers(phase.status),
-            reason=f"progress cannot change in terminal status {phase.status!r}",
+            reason=(
+                f"progress reports and heartbeats cannot change a phase in terminal status "
+                f"{phase.status!r}"
+            ),
         )
     processed = check_count("items_processed", items_processed)
     total = phase.items_total if items_total is None else check_count("items_total", items_total)
@@ -611,8 +645,9 @@ def plan_progress(
     else:
         cap = spec.progress_cap
         progress = cap if total == 0 else min(cap, 100.0 * processed / total)
-    now = datetime.now(UTC)
+    now = at or datetime.now(UTC)
     before = job._phases[phase._index]
+    entered = before.entered_at
     after = build_phase_record(
         before.phase_name,
         before.status,
@@ -623,6 +658,13 @@ def plan_progress(
         before.completed_at,
         now,  # updated_at
         before.error,
+        entered,
+        # The status's timeout still counts from entering it; a heartbeat from now.
+        spec.deadlines.next_deadline(
+            before.status, entered or before.updated_at or job.created_at, now
+        )
+        if spec.deadlines
+        else None,
     )
     return Change(index=phase._index, source=phase.status, after=after, at=now)
 

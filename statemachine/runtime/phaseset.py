@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from ..spec import (
 )
 from ..store import JobRecord, PhaseRecord, SpecArchive, build_job_record
 from .aggregate import Aggregator
+from .deadlines import Deadlines
 from .job import Action, Committer, Guard, JobState, PhaseState, phase_class
 from .machine import CompiledMachine
 
@@ -58,6 +60,8 @@ class PhaseSet:
         self.fingerprint = _fingerprint(definition)
         self.compiled = CompiledMachine(definition)
         self.aggregator = Aggregator(definition)
+        #: The statuses' deadlines (``timeout``, ``heartbeat``); falsy when there are none.
+        self.deadlines = Deadlines(definition)
         self.initial_status = definition.initial_status
         self.progress_cap = definition.progress.cap_until_success
         self.triggers: tuple[str, ...] = tuple(
@@ -119,6 +123,10 @@ class PhaseSet:
         """The record of a new job: every phase in the initial status, version 1."""
         now = at or datetime.now(UTC)
         status, current_phase = self._initial_aggregate
+        phases = self._initial_phases
+        if self.deadlines.rule(self.initial_status) is not None:  # "picked up within 1h"
+            deadline = self.deadlines.next_deadline(self.initial_status, now, now)
+            phases = tuple(replace(p, deadline=deadline) for p in phases)
         return build_job_record(
             validate_job_id(job_id),
             self.name,
@@ -129,7 +137,7 @@ class PhaseSet:
             1,  # version
             now,  # created_at
             now,  # updated_at
-            self._initial_phases,
+            phases,
             dict(metadata or _EMPTY),
         )
 
@@ -142,11 +150,12 @@ class PhaseSet:
         actions: Mapping[str, Action] | None = None,
     ) -> JobState:
         """A detached job in memory: no tracker, no store, no hooks."""
-        now = datetime.now(UTC)
+        record = self.initial_record(job_id, metadata)
+        now = record.created_at
         return JobState(
             self,
-            validate_job_id(job_id),
-            self._initial_phases,
+            record.job_id,
+            record.phases,
             metadata=metadata or _EMPTY,
             version=1,
             created_at=now,
@@ -187,11 +196,27 @@ class PhaseSet:
         phases = tuple(
             by_name.get(name) or self._initial_phases[i] for i, name in enumerate(self.phase_names)
         )
+        if record.spec_fingerprint != self.fingerprint:
+            # Kept under another version of the phase set: its deadlines are this version's.
+            phases = self._with_deadlines(phases, record.created_at)
         if phases != record.phases:
             record = record.replace(phases=phases)
         return JobState.from_record(
             self, record, guards=guards or _EMPTY, actions=actions or _EMPTY, committer=committer
         )
+
+    def _with_deadlines(
+        self, phases: tuple[PhaseRecord, ...], created_at: datetime
+    ) -> tuple[PhaseRecord, ...]:
+        """``phases`` with the deadlines this phase set gives them, from their timestamps."""
+        deadlines = self.deadlines
+        changed = []
+        for phase in phases:
+            deadline = deadlines.of_record(phase, created_at)
+            changed.append(
+                phase if deadline == phase.deadline else replace(phase, deadline=deadline)
+            )
+        return tuple(changed)
 
     def __repr__(self) -> str:
         return (

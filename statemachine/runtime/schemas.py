@@ -27,6 +27,14 @@ class PhaseStateSchema(BaseModel):
     completed_at: AwareDatetime | None = None
     updated_at: AwareDatetime | None = None
     error: str | None = None
+    entered_at: AwareDatetime | None = Field(
+        None, description="When the phase entered its current status."
+    )
+    deadline: AwareDatetime | None = Field(
+        None,
+        description="When the phase's status stops waiting (its timeout or heartbeat); past "
+        "it, a sweep fires the status's on_timeout trigger. Null when the status has none.",
+    )
     allowed_triggers: list[str] | None = Field(
         None,
         description="Triggers declared from the phase's status, in declaration order (guards "

@@ -47,6 +47,7 @@ def analyse(
         *_rule_findings(defn),
         *_current_phase_findings(defn),
         *_near_miss_findings(defn),
+        *_deadline_findings(defn),
     ]
     return [
         SpecIssue(
@@ -351,4 +352,34 @@ def _near_miss_findings(defn: PhaseSetDef) -> Iterator[_Finding]:
                 f"rule {index + 1} gives the job status {result!r}, one letter away from the "
                 f"declared status {close!r}; a job-level status of its own is fine, a typo is not",
                 close,
+            )
+
+
+# -- deadlines ------------------------------------------------------------------------------
+
+
+def _deadline_findings(defn: PhaseSetDef) -> Iterator[_Finding]:
+    """A deadline on a terminal status, and an active status left without one."""
+    timed = [name for name, s in defn.statuses.items() if s.has_deadline]
+    for name in timed:
+        status = defn.statuses[name]
+        if status.terminal:
+            key = "timeout" if status.timeout is not None else "heartbeat"
+            yield _Finding(
+                "deadline-on-terminal",
+                f"statuses.{name}.{key}",
+                f"status {name!r} is terminal but has a {key}: work in it is over (and takes no "
+                f"progress reports), so its {status.on_timeout!r} fires on every phase that ends "
+                "there",
+            )
+    if not timed:
+        return
+    for name, status in defn.statuses.items():
+        if status.active and not status.has_deadline:
+            yield _Finding(
+                "active-without-deadline",
+                f"statuses.{name}",
+                f"active status {name!r} has no deadline while {', '.join(map(repr, timed))} "
+                f"{'has' if len(timed) == 1 else 'have'} one: a phase whose worker died in "
+                f"{name!r} stays there for good; add a 'timeout' or 'heartbeat'",
             )

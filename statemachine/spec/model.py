@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -13,7 +15,11 @@ from pydantic import (
     model_validator,
 )
 
+from ..errors import PhaseKitError
+from ..limits import MAX_DURATION, parse_duration
+
 __all__ = [
+    "DURATION_PATTERN",
     "MAX_NAME_LENGTH",
     "MAX_PHASES",
     "MAX_SOURCE_PAIRS",
@@ -54,6 +60,26 @@ Source = Annotated[
 ]
 Text = Annotated[str, StringConstraints(max_length=4000)]
 
+#: A duration as text: ``30s``, ``5m``, ``2h``, ``1d``, ``2w`` and combinations (``1h30m``).
+DURATION_PATTERN = r"^\s*(?:[0-9]+(?:\.[0-9]+)?\s*[smhdwSMHDW]\s*)+$"
+
+
+def _check_duration(value: str | float) -> str | float:
+    # The document keeps what was written (its fingerprint and the stored copy do too);
+    # parse_duration says what is wrong with it, and pydantic locates the node.
+    try:
+        parse_duration(value)
+    except PhaseKitError as exc:
+        raise ValueError(str(exc).removeprefix("duration ")) from None
+    return value
+
+
+Duration = Annotated[
+    Annotated[str, StringConstraints(pattern=DURATION_PATTERN, max_length=64)]
+    | Annotated[float, Field(gt=0, le=MAX_DURATION.total_seconds())],
+    AfterValidator(_check_duration),
+]
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -66,7 +92,34 @@ class StatusDef(_Model):
     terminal: bool = Field(False, description="Work is over: sets completed_at, blocks progress.")
     success: bool = Field(False, description="Work succeeded: progress shows 100.")
     active: bool = Field(False, description="Work is running: sets started_at on first entry.")
+    timeout: Duration | None = Field(
+        None,
+        description="Longest a phase may stay in this status, from entering it (30s, 5m, 2h, 1d).",
+    )
+    heartbeat: Duration | None = Field(
+        None,
+        description="Longest a phase in this status may go without a change or progress report.",
+    )
+    on_timeout: Name | None = Field(
+        None,
+        description="The trigger fired when a deadline passes (required with timeout/heartbeat).",
+    )
     description: Text | None = None
+
+    @property
+    def timeout_after(self) -> timedelta | None:
+        """``timeout`` as a ``timedelta``, or None."""
+        return None if self.timeout is None else parse_duration(self.timeout)
+
+    @property
+    def heartbeat_after(self) -> timedelta | None:
+        """``heartbeat`` as a ``timedelta``, or None."""
+        return None if self.heartbeat is None else parse_duration(self.heartbeat)
+
+    @property
+    def has_deadline(self) -> bool:
+        """Whether a phase in this status has a deadline (``timeout`` or ``heartbeat``)."""
+        return self.timeout is not None or self.heartbeat is not None
 
 
 class TransitionDef(_Model):
@@ -202,7 +255,10 @@ RESERVED_TRIGGER_NAMES: frozenset[str] = frozenset(
     {
         "allowed_triggers",
         "completed_at",
+        "deadline",
+        "entered_at",
         "error",
+        "heartbeat",
         "is_active",
         "is_terminal",
         "items_processed",

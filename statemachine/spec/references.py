@@ -31,6 +31,8 @@ def check_references(data: Mapping[str, object]) -> list[Finding]:
         findings += _status_flags(statuses)
     findings += _transitions(_items(data.get("transitions")), declared if statuses else None)
     findings += _source_pairs(_items(data.get("transitions")), len(declared))
+    if statuses:
+        findings += _deadlines(statuses, _items(data.get("transitions")))
     findings += _phases(_items(data.get("phases")))
     aggregate = _mapping(data.get("aggregate")) or {}
     findings += _status_rules(_items(aggregate.get("status")), declared if statuses else None)
@@ -95,6 +97,58 @@ def _status_flags(statuses: Mapping[object, object]) -> Iterator[Finding]:
             "exactly one may be, the status every phase starts in"
         )
         yield "several-initial-statuses", message, f"statuses.{initial[1]}.initial", None
+
+
+def _deadlines(statuses: Mapping[object, object], transitions: list[object]) -> Iterator[Finding]:
+    """``on_timeout`` goes with ``timeout``/``heartbeat``, and is a trigger of that status."""
+    triggers: dict[str, set[str]] = {}  # trigger -> the statuses it may fire from ("*": any)
+    for transition in transitions:
+        if (transition := _mapping(transition)) is None:
+            continue
+        trigger = transition.get("trigger")
+        if isinstance(trigger, str):
+            triggers.setdefault(trigger, set()).update(
+                s for s in _sources(transition.get("source")) if isinstance(s, str)
+            )
+    for name, flags in statuses.items():
+        if not isinstance(name, str) or (flags := _mapping(flags)) is None:
+            continue
+        path = f"statuses.{name}"
+        timed = [key for key in ("timeout", "heartbeat") if flags.get(key) is not None]
+        on_timeout = flags.get("on_timeout")
+        if timed and on_timeout is None:
+            message = (
+                f"status {name!r} has a {' and a '.join(timed)} but no 'on_timeout': name the "
+                "trigger to fire when the deadline passes"
+            )
+            yield "missing-on-timeout", message, f"{path}.{timed[0]}", None
+        elif on_timeout is not None and not timed:
+            message = (
+                f"status {name!r} has 'on_timeout' but no deadline; add 'timeout' (from entering "
+                "the status) or 'heartbeat' (since the last change or progress report)"
+            )
+            yield "on-timeout-without-deadline", message, f"{path}.on_timeout", None
+        if not isinstance(on_timeout, str) or not _NAME.match(on_timeout):
+            continue
+        sources = triggers.get(on_timeout)
+        if sources is not None and (name in sources or WILDCARD in sources):
+            continue
+        allowed = sorted(t for t, src in triggers.items() if name in src or WILDCARD in src)
+        close = difflib.get_close_matches(on_timeout, allowed, n=1)
+        if sources is None:
+            why = "no transition has that trigger"
+        else:
+            why = f"its transitions start from {', '.join(sorted(sources))}"
+        message = (
+            f"on_timeout {on_timeout!r} of status {name!r} cannot fire from {name!r} ({why}); "
+            f"triggers allowed from {name!r}: {', '.join(allowed) or 'none'}"
+        )
+        yield (
+            "timeout-trigger-not-allowed",
+            message,
+            f"{path}.on_timeout",
+            (close[0] if close else None),
+        )
 
 
 def _sources(source: object) -> list[object]:

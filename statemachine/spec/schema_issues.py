@@ -181,7 +181,9 @@ def _issues(errors: list[_Error]) -> Iterator[SchemaIssue]:
         details, parts = error.details, error.parts
         path, kind, value = _path(parts), details["type"], details["input"]
         key = parts[-1] if parts else ""
-        if kind == "missing":
+        if _is_duration(parts) and kind != "missing":
+            yield SchemaIssue("invalid-duration", _duration_message(details, key, value), path)
+        elif kind == "missing":
             model = _model_at(parts[:-1])
             fields = model.model_fields.items() if model else ()
             required = [name for name, field in fields if field.is_required()]
@@ -213,6 +215,23 @@ def _issues(errors: list[_Error]) -> Iterator[SchemaIssue]:
             yield SchemaIssue("invalid-type", f"expected {expected}, found {_found(value)}", path)
         else:
             yield SchemaIssue("invalid-value", _value_message(details, key), path)
+
+
+_DURATION_KEYS = ("timeout", "heartbeat")
+_DURATION_RULE = "write a number of seconds, or 30s, 5m, 2h, 1d, 2w, or a combination like 1h30m"
+
+
+def _is_duration(parts: tuple[str | int, ...]) -> bool:
+    return len(parts) == 3 and parts[0] == "statuses" and parts[2] in _DURATION_KEYS
+
+
+def _duration_message(details: ErrorDetails, key: str | int, value: object) -> str:
+    ctx: dict[str, Any] = dict(details.get("ctx") or {})
+    if isinstance(ctx.get("error"), Exception):  # parse_duration's own words
+        return f"{key} {ctx['error']}"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{key} must be longer than zero and at most 100 years, not {value}"
+    return f"{key} must be a duration, not {_found(value)}; {_DURATION_RULE}"
 
 
 def _max_length(details: ErrorDetails) -> object:

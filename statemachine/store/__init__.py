@@ -23,6 +23,8 @@ from .events import (
 from .memory import MemoryStore
 from .protocol import (
     DeadLetter,
+    DeadlineIndex,
+    DuePhase,
     EventLog,
     RelayCursor,
     RelayLedger,
@@ -38,6 +40,8 @@ __all__ = [
     "EVENT_TYPES",
     "HISTORY_TYPES",
     "DeadLetter",
+    "DeadlineIndex",
+    "DuePhase",
     "Event",
     "EventBase",
     "EventLog",

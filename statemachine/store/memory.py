@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import copy
 import dataclasses
+import heapq
 import logging
 import threading
 from collections import deque
@@ -15,8 +16,8 @@ from typing import Any, cast
 from ..errors import ConcurrentUpdateError, InvalidArgumentType, JobExists, JobNotFound
 from ..limits import check_count, check_page
 from .events import EVENT_TYPES, HISTORY_TYPES, Event, HistoryEvent, JobCreated, LoggedEvent
-from .protocol import DeadLetter, RelayCursor, list_order
-from .records import JobRecord
+from .protocol import DeadLetter, DuePhase, RelayCursor, list_order
+from .records import JobRecord, PhaseRecord
 
 log = logging.getLogger("phasekit")
 
@@ -90,6 +91,10 @@ class MemoryStore:
         self._cursors: dict[str, RelayCursor] = {}
         self._dead: dict[tuple[str, int], DeadLetter] = {}
         self._keys: dict[str, set[str]] = {}
+        # The deadline index: each phase's stored deadline (its record's, or a sweep's claim)
+        # and a heap of (deadline, job id, phase) with stale entries dropped when popped.
+        self._deadlines: dict[tuple[str, str], datetime] = {}
+        self._due: builtins.list[tuple[datetime, str, str]] = []
         #: Events the log let go of before every reader had them.
         self.dropped_events = 0
 
@@ -108,6 +113,7 @@ class MemoryStore:
             if record.job_id in self._jobs:
                 raise JobExists(record.job_id)
             self._jobs[record.job_id] = record
+            self._index_deadlines(None, record)
             self._history[record.job_id] = [
                 _pack(e) for e in events if isinstance(e, HISTORY_TYPES)
             ]
@@ -138,6 +144,7 @@ class MemoryStore:
                     record.job_id, expected_version=expected_version, actual_version=current.version
                 )
             self._jobs[record.job_id] = record
+            self._index_deadlines(current, record)
             if idempotency_key is not None:
                 self._keys.setdefault(record.job_id, set()).add(idempotency_key)
             if events:
@@ -157,6 +164,8 @@ class MemoryStore:
                     job_id, expected_version=expected_version, actual_version=current.version
                 )
             del self._jobs[job_id]
+            for phase in current.phases:
+                self._deadlines.pop((job_id, phase.phase_name), None)
             self._history.pop(job_id, None)
             self._keys.pop(job_id, None)
             self._append(events)
@@ -188,6 +197,112 @@ class MemoryStore:
                     excess,
                 )
         self._appended.notify_all()
+
+    # -- DeadlineIndex -----------------------------------------------------------------------
+
+    def _index_deadlines(self, before: JobRecord | None, record: JobRecord) -> None:
+        """Note the deadlines of the phases ``record`` changed (the lock is held)."""
+        old = (
+            before.phases if before is not None and len(before.phases) == len(record.phases) else ()
+        )
+        deadlines = self._deadlines
+        for i, phase in enumerate(record.phases):
+            if old and old[i] is phase:
+                continue  # unchanged: a claim on it stands, as in a SQL store
+            key = (record.job_id, phase.phase_name)
+            if phase.deadline is None:
+                deadlines.pop(key, None)
+            elif deadlines.get(key) != phase.deadline:
+                deadlines[key] = phase.deadline
+                heapq.heappush(self._due, (phase.deadline, *key))
+        if len(self._due) > 2 * len(deadlines) + 1024:  # mostly stale (progress moved them)
+            self._due = [(d, job, phase) for (job, phase), d in deadlines.items()]
+            heapq.heapify(self._due)
+
+    def claim_due(
+        self, now: datetime, *, spec: str, limit: int = 100, lease: float = 60.0
+    ) -> builtins.list[DuePhase]:
+        """Up to ``limit`` phases of phase set ``spec`` past their deadline, earliest first,
+        each claimed for ``lease`` seconds (other claims pass it by meanwhile)."""
+        check_count("limit", limit, minimum=1)
+        until = now + timedelta(seconds=lease)
+        claimed: builtins.list[DuePhase] = []
+        others: builtins.list[tuple[datetime, str, str]] = []
+        with self._lock:
+            heap, deadlines = self._due, self._deadlines
+            while heap and heap[0][0] <= now and len(claimed) < limit:
+                deadline, job_id, phase_name = heapq.heappop(heap)
+                if deadlines.get((job_id, phase_name)) != deadline:
+                    continue  # stale: the phase changed since
+                record = self._jobs[job_id]
+                if record.spec_name != spec:
+                    others.append((deadline, job_id, phase_name))
+                    continue
+                status = next(p.status for p in record.phases if p.phase_name == phase_name)
+                deadlines[(job_id, phase_name)] = until
+                heapq.heappush(heap, (until, job_id, phase_name))
+                claimed.append(DuePhase(job_id, phase_name, status, deadline, until))
+            for entry in others:
+                heapq.heappush(heap, entry)
+        return claimed
+
+    def release_due(self, phase: DuePhase, deadline: datetime | None) -> None:
+        """Give a claimed phase its ``deadline`` back, unless it changed since the claim."""
+        key = (phase.job_id, phase.phase_name)
+        with self._lock:
+            if self._deadlines.get(key) != phase.claimed_until:
+                return
+            if deadline is None:
+                del self._deadlines[key]
+            else:
+                self._deadlines[key] = deadline
+                heapq.heappush(self._due, (deadline, *key))
+
+    def undated_phases(
+        self,
+        *,
+        spec: str,
+        fingerprint: str,
+        statuses: Sequence[str],
+        after: tuple[str, str] | None = None,
+        limit: int = 1000,
+    ) -> builtins.list[tuple[str, datetime, PhaseRecord]]:
+        """Phases in ``statuses`` of ``spec``'s jobs without a deadline, or kept under another
+        fingerprint (this store looks at every job: it holds one process's jobs)."""
+        wanted = set(statuses)
+        found: builtins.list[tuple[str, datetime, PhaseRecord]] = []
+        with self._lock:
+            records = [r for r in self._jobs.values() if r.spec_name == spec]
+        for record in sorted(records, key=lambda r: r.job_id):
+            for phase in sorted(record.phases, key=lambda p: p.phase_name):
+                if after is not None and (record.job_id, phase.phase_name) <= after:
+                    continue
+                if phase.status in wanted and (
+                    phase.deadline is None or record.spec_fingerprint != fingerprint
+                ):
+                    found.append((record.job_id, record.created_at, phase))
+                    if len(found) >= limit:
+                        return found
+        return found
+
+    def set_deadline(
+        self, job_id: str, phase_name: str, status: str, deadline: datetime | None
+    ) -> None:
+        """Store ``deadline`` for the phase if it is still in ``status`` (same version)."""
+        with self._lock:
+            record = self._jobs.get(job_id)
+            if record is None:
+                return
+            phases = builtins.list(record.phases)
+            for i, phase in enumerate(phases):
+                if phase.phase_name == phase_name and phase.status == status:
+                    if phase.deadline == deadline:
+                        return
+                    phases[i] = dataclasses.replace(phase, deadline=deadline)
+                    updated = record.replace(phases=tuple(phases))
+                    self._jobs[job_id] = updated
+                    self._index_deadlines(record, updated)
+                    return
 
     # -- EventLog ----------------------------------------------------------------------------
 

@@ -10,10 +10,12 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..errors import InvalidArgument, PhaseKitError
 from .events import Event, HistoryEvent, LoggedEvent
-from .records import JobRecord
+from .records import JobRecord, PhaseRecord
 
 __all__ = [
     "DeadLetter",
+    "DeadlineIndex",
+    "DuePhase",
     "EventLog",
     "RelayCursor",
     "RelayLedger",
@@ -156,6 +158,62 @@ class RelayLedger(Protocol):
 
     def remove_dead_letter(self, notifier: str, position: int) -> None:
         """Forget a dead letter (it was delivered after all)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DuePhase:
+    """A phase past its deadline, claimed by one sweep until ``claimed_until``."""
+
+    job_id: str
+    phase_name: str
+    #: The phase's status when it was claimed.
+    status: str
+    #: The deadline that passed.
+    deadline: datetime
+    #: Until when other sweeps pass the phase by (the stored deadline meanwhile).
+    claimed_until: datetime
+
+
+@runtime_checkable
+class DeadlineIndex(Protocol):
+    """A store that finds phases past their deadline from an index, without a scan.
+
+    Every ``save`` stores each phase's ``deadline`` (``PhaseRecord.deadline``); these
+    methods read it. A claim moves a due phase's stored deadline to ``claimed_until``, so
+    sweeps running at once (in other threads, processes or machines) split the due phases
+    between them, and a sweep that dies mid-way leaves its claims to expire.
+    """
+
+    def claim_due(
+        self, now: datetime, *, spec: str, limit: int = 100, lease: float = 60.0
+    ) -> builtins.list[DuePhase]:
+        """Up to ``limit`` phases of jobs of phase set ``spec`` whose deadline is at or before
+        ``now``, earliest first, each claimed for ``lease`` seconds; phases another sweep
+        holds are skipped."""
+
+    def release_due(self, phase: DuePhase, deadline: datetime | None) -> None:
+        """Give a claimed phase that was not fired the ``deadline`` it has (None: none), if
+        nobody changed the phase since it was claimed."""
+
+    def undated_phases(
+        self,
+        *,
+        spec: str,
+        fingerprint: str,
+        statuses: Sequence[str],
+        after: tuple[str, str] | None = None,
+        limit: int = 1000,
+    ) -> builtins.list[tuple[str, datetime, PhaseRecord]]:
+        """Phases in ``statuses`` of jobs of phase set ``spec`` whose deadline may be out of
+        date: none stored, or the job was kept under another ``fingerprint`` (an earlier
+        version of the phase set). ``(job_id, the job's created_at, phase)``, by job id and
+        phase name, after ``after``."""
+
+    def set_deadline(
+        self, job_id: str, phase_name: str, status: str, deadline: datetime | None
+    ) -> None:
+        """Store ``deadline`` for the phase if it is still in ``status`` (no new version: the
+        deadline follows from the phase's timestamps and the phase set)."""
 
 
 #: What ``register_stores`` maps a URL scheme to: ``factory(url, **options)`` returns a Store.

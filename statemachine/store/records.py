@@ -23,6 +23,12 @@ class PhaseRecord:
     completed_at: datetime | None = None
     updated_at: datetime | None = None
     error: str | None = None
+    #: When the phase entered its current status (None: it never changed, or the record was
+    #: written before phasekit kept it).
+    entered_at: datetime | None = None
+    #: When the phase's status stops waiting (its ``timeout`` or ``heartbeat``): the earliest
+    #: deadline the phase set gives for it now, or None when its status has none.
+    deadline: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +78,8 @@ def build_phase_record(  # noqa: PLR0917 (positional: built on every commit)
     completed_at: datetime | None,
     updated_at: datetime | None,
     error: str | None,
+    entered_at: datetime | None,
+    deadline: datetime | None,
 ) -> PhaseRecord:
     """``PhaseRecord(...)`` of every field, positionally, in half the time (see below)."""
     record = _new(PhaseRecord)
@@ -85,6 +93,8 @@ def build_phase_record(  # noqa: PLR0917 (positional: built on every commit)
     put["completed_at"](record, completed_at)
     put["updated_at"](record, updated_at)
     put["error"](record, error)
+    put["entered_at"](record, entered_at)
+    put["deadline"](record, deadline)
     return record
 
 
