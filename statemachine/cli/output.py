@@ -14,6 +14,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from ..limits import format_duration
 from ..runtime import JobStateSchema, PhaseStateSchema
 from ..store import HistoryEvent, JobDeleted, PhaseChanged
 
@@ -115,6 +116,24 @@ def timestamp(at: datetime | None) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def time_left(deadline: datetime | None, now: datetime | None = None, *, full: bool = True) -> Text:
+    """How long until ``deadline`` (``in 1h29m``), or how long it is past (``overdue by 5m``,
+    in red); with ``full``, after the deadline itself. ``-`` without one."""
+    if deadline is None:
+        return Text("-")
+    left = round((deadline - (now or datetime.now(UTC))).total_seconds())
+    when = f"{timestamp(deadline)} " if full else ""
+    if left > 0:
+        return Text(f"{when}{'(' if full else ''}in {format_duration(left)}{')' if full else ''}")
+    late = f"overdue by {format_duration(-left)}"
+    return Text(f"{when}({late})" if full else late, style="red")
+
+
+def next_deadline(job: JobStateSchema) -> datetime | None:
+    """The earliest deadline of the job's phases (None: no phase waits on one)."""
+    return min((p.deadline for p in job.phases if p.deadline is not None), default=None)
+
+
 def _items(phase: PhaseStateSchema) -> str:
     total = "?" if phase.items_total is None else f"{phase.items_total:,}"
     if phase.items_processed == 0 and phase.items_total is None:
@@ -123,12 +142,19 @@ def _items(phase: PhaseStateSchema) -> str:
 
 
 def jobs_table(jobs: Sequence[JobStateSchema]) -> Table:
-    """One row per job: id, phase set, status, current phase, progress, version, last update."""
+    """One row per job: id, phase set, status, current phase, progress, version, last update,
+    and the time left until the job's next deadline when any job has one."""
     table = Table(title=None, show_edge=False, pad_edge=False)
-    for column in ("job", "phase set", "status", "current phase", "progress", "v", "updated"):
-        table.add_column(column, no_wrap=column in ("progress", "updated"))
-    for job in jobs:
-        table.add_row(
+    columns = ["job", "phase set", "status", "current phase", "progress", "v", "updated"]
+    deadlines = [next_deadline(job) for job in jobs]
+    timed = any(d is not None for d in deadlines)
+    if timed:
+        columns.append("next deadline")
+    for column in columns:
+        table.add_column(column, no_wrap=column in ("progress", "updated", "next deadline"))
+    now = datetime.now(UTC)
+    for job, deadline in zip(jobs, deadlines, strict=True):
+        row: list[RenderableType] = [
             Text(shorten(job.job_id)),
             Text(job.spec),
             status_text(job.status),
@@ -136,7 +162,10 @@ def jobs_table(jobs: Sequence[JobStateSchema]) -> Table:
             progress_cell(job.progress, width=12),
             str(job.version),
             timestamp(job.updated_at),
-        )
+        ]
+        if timed:
+            row.append(time_left(deadline, now, full=False))
+        table.add_row(*row)
     return table
 
 
@@ -155,12 +184,19 @@ def job_view(
     head.add_row("version", str(job.version))
     head.add_row("created", timestamp(job.created_at))
     head.add_row("updated", timestamp(job.updated_at))
+    if (deadline := next_deadline(job)) is not None:
+        head.add_row("next deadline", time_left(deadline))
     if job.metadata:
         head.add_row("metadata", Text(shorten(json.dumps(job.metadata, ensure_ascii=False), 300)))
 
     phases = Table(show_edge=False, pad_edge=False)
-    for column in ("phase", "status", "progress", "items", "started", "finished", "error"):
+    columns = ["phase", "status", "progress", "items", "started", "finished", "error"]
+    timed = any(phase.deadline is not None for phase in job.phases)
+    if timed:
+        columns.insert(6, "deadline")
+    for column in columns:
         phases.add_column(column, no_wrap=column in ("progress", "started", "finished"))
+    now = datetime.now(UTC)
     if allowed is not None:
         phases.add_column("next")
     for phase in job.phases:
@@ -171,8 +207,10 @@ def job_view(
             _items(phase),
             timestamp(phase.started_at),
             timestamp(phase.completed_at),
-            Text(shorten(phase.error, 120), style="red") if phase.error else Text(""),
         ]
+        if timed:
+            row.append(time_left(phase.deadline, now))
+        row.append(Text(shorten(phase.error, 120), style="red") if phase.error else Text(""))
         if allowed is not None:
             row.append(Text(", ".join(allowed.get(phase.phase_name, ())) or "-", style="dim"))
         phases.add_row(*row)
