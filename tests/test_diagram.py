@@ -118,3 +118,41 @@ def test_dot_with_a_job_fills_occupied_statuses_and_adds_a_note(ingestion: Phase
     assert 'job quote\\"back\\\\slash (running, 0.0%)\\l' in text
     assert "discovery: running\\l" in text
     assert '"__job" -> "running" [style=dashed, arrowhead=none];' in text
+
+
+TIMED = (
+    GUARDED.replace(", conditions: [has_capacity], unless: [frozen]", "")
+    .replace(
+        "  busy: {active: true}",
+        "  busy: {active: true, timeout: 2h, heartbeat: 5m, on_timeout: cancel}\n"
+        "  idle_long: {timeout: 1h30m, on_timeout: cancel}",
+    )
+    .replace(
+        "  - {trigger: finish,",
+        "  - {trigger: wait, source: busy, dest: idle_long}\n  - {trigger: finish,",
+    )
+)
+
+
+def test_statuses_with_deadlines_are_described_by_them_in_both_formats() -> None:
+    spec = statemachine.parse_spec(TIMED)
+    mermaid = to_mermaid(spec).splitlines()
+    # ⏱ (9201) the timeout, ♥ (9829) the heartbeat, as Mermaid entity codes.
+    assert "    busy: #9201; 2h #9829; 5m" in mermaid
+    assert "    idle_long: #9201; 1h30m" in mermaid
+    assert not any(line.startswith(("    idle:", "    done:")) for line in mermaid)
+    dot = to_dot(spec)
+    assert '"busy" [label="busy\\n⏱ 2h ♥ 5m"];' in dot
+    assert '"idle_long" [label="idle_long\\n⏱ 1h30m"];' in dot
+    # With a job: the deadline, then the phases in that status.
+    job = spec.new_job("j")
+    job.phases["a"].go()
+    assert '"busy" [label="busy\\n⏱ 2h ♥ 5m\\n(a)", style="rounded,filled"' in to_dot(spec, job)
+    assert "    busy: #9201; 2h #9829; 5m" in to_mermaid(spec, job).splitlines()
+
+
+def test_a_diagram_without_deadlines_has_no_descriptions(ingestion: PhaseSet) -> None:
+    assert "⏱" not in to_dot(ingestion)
+    assert not [
+        line for line in to_mermaid(ingestion).splitlines() if ": " in line and "-->" not in line
+    ]

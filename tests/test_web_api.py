@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -258,6 +259,40 @@ def test_the_job_page_shows_weighted_bars_phases_explanation_diagram_and_history
     assert "stateDiagram-v2" in page
     assert page.count("<li data-version=") == 4  # created, and three status changes
     assert "1/2" in page
+
+
+def test_pages_show_each_deadline_and_the_time_left(store_target: StoreTarget) -> None:
+    timed = parse_spec(
+        WEIGHTED.replace("name: weighted", "name: timed").replace(
+            "doing: {active: true}", "doing: {active: true, heartbeat: 10m, on_timeout: fail}"
+        )
+    )
+    now = datetime.now(UTC)
+    clock = [now - timedelta(minutes=15)]
+    with Tracker(
+        timed, store_target.url, store_options=store_target.options, clock=lambda: clock[0]
+    ) as tracker:
+        tracker.create_job("late")
+        tracker.fire("late", "fetch", "start")  # its heartbeat passed 5 minutes ago
+        clock[0] = now - timedelta(minutes=2)
+        tracker.create_job("early")
+        tracker.fire("early", "crunch", "start")  # 8 minutes left
+    store = store_target.open()
+    try:
+        app = create_app(store)
+        page = get(app, "/jobs/early").text
+        crunch = page[page.index("data-phase='crunch'") :].split("</tr>")[0]
+        assert "<span class='deadline' data-deadline=" in crunch
+        assert re.search(r"<span class='left'>in (7m5\ds|8m(\ds)?)</span>", crunch), crunch
+        fetch = page[page.index("data-phase='fetch'") :].split("</tr>")[0]
+        assert "data-deadline" not in fetch  # todo has no deadline
+        listing = get(app, "/").text
+        assert "<th>next deadline</th>" in listing
+        late = listing[listing.index("data-job-id='late'") :].split("</tr>")[0]
+        assert "<span class='deadline overdue'" in late
+        assert re.search(r"overdue by (4m5\ds|5m(\ds)?)<", late), late
+    finally:
+        store.close()
 
 
 def test_the_list_page_counts_statuses_and_filters(store: SQLStore, writer: Tracker) -> None:

@@ -4,6 +4,7 @@ commits of a worker process within a second."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 import uvicorn
 from statemachine.plugins.sql import SQLStore
 
-from statemachine import Tracker, load_spec
+from statemachine import Tracker, load_spec, parse_spec
 from statemachine.web import create_app
 
 from .conftest import running_in_ci
@@ -242,6 +243,47 @@ def test_the_job_page_draws_the_phase_diagram_with_the_live_statuses_highlighted
     # Mermaid is the package's own file, and it fetches nothing from anywhere else.
     assert any("/static/vendor/mermaid-" in url for url in requested)
     assert all(url.startswith(dashboard) for url in requested), requested
+    page.close()
+
+
+TIMED = """\
+phasekit: 1
+name: timed
+statuses:
+  queued: {initial: true}
+  running: {active: true, timeout: 2h, heartbeat: 5m, on_timeout: fail}
+  done: {terminal: true, success: true}
+  failed: {terminal: true}
+transitions:
+  - {trigger: start, source: queued, dest: running}
+  - {trigger: finish, source: running, dest: done}
+  - {trigger: fail, source: [queued, running], dest: failed}
+phases:
+  - {name: only}
+aggregate:
+  status:
+    - {all: [done], then: done}
+    - {otherwise: queued}
+"""
+
+
+def test_a_status_with_deadlines_is_drawn_with_them_and_highlighted(
+    browser: Any, dashboard: str, store_url: str
+) -> None:
+    with Tracker(parse_spec(TIMED), store=store_url) as tracker:
+        tracker.create_job("timed job")
+        tracker.fire("timed job", "only", "start")
+    page = _job_page(browser, dashboard, "timed job")
+    page.wait_for_selector("#diagram-drawing svg", timeout=10000)
+    _wait_highlighted(page, "running")
+    assert set(_drawn(page)) == {"queued", "running", "done", "failed"}
+    running = page.locator("#diagram-drawing g.node[data-status='running']")
+    assert "⏱ 2h ♥ 5m" in (running.text_content() or "")
+    queued = page.locator("#diagram-drawing g.node[data-status='queued']")
+    assert "⏱" not in (queued.text_content() or "")
+    # The phase's row says when its heartbeat is due.
+    left = page.inner_text("tr.phase[data-phase='only'] .deadline .left")
+    assert re.fullmatch(r"in (4m\d+s|5m)", left), left
     page.close()
 
 

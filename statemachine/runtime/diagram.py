@@ -81,6 +81,14 @@ def _note_anchor(spec: PhaseSet, job: JobState | JobRecord, occupied: list[str])
     return occupied[0] if occupied else spec.initial_status
 
 
+def _deadline_labels(spec: PhaseSet) -> Iterator[tuple[str, str]]:
+    """``(status, "⏱ 2h ♥ 5m")`` for each status with a deadline, in declaration order."""
+    for name in spec.statuses:
+        rule = spec.deadlines.rule(name)
+        if rule is not None:
+            yield name, rule.short()
+
+
 def _mermaid_text(text: str) -> str:
     """Text safe inside a Mermaid note: anything but plain characters as ``#code;`` entities."""
     return "".join(c if c in _MERMAID_SAFE else f"#{ord(c)};" for c in text)
@@ -90,12 +98,14 @@ def to_mermaid(spec: PhaseSet, job: JobState | JobRecord | None = None) -> str:
     """A Mermaid ``stateDiagram-v2`` of ``spec``; with ``job``, its phases' statuses highlighted.
 
     Statuses are states (the initial one entered from ``[*]``, terminal ones leading to
-    ``[*]``); each transition is an arrow labelled with its trigger and guards.
+    ``[*]``), a status with deadlines described by them (``⏱ 2h ♥ 5m``: timeout, heartbeat);
+    each transition is an arrow labelled with its trigger and guards.
     """
     lines = ["stateDiagram-v2", f"    %% phase set {spec.name}"]
     lines.append(f"    [*] --> {spec.initial_status}")
     lines.extend(f"    {e.source} --> {e.dest}: {e.label}" for e in _edges(spec))
     lines.extend(f"    {name} --> [*]" for name in _terminal(spec))
+    lines.extend(f"    {name}: {_mermaid_text(label)}" for name, label in _deadline_labels(spec))
     if job is not None:
         phases = _phase_statuses(job)
         occupied = list(dict.fromkeys(status for _, status in phases))
@@ -134,14 +144,18 @@ def to_dot(spec: PhaseSet, job: JobState | JobRecord | None = None) -> str:
         lines.append(
             '    "__end" [shape=doublecircle, width=0.1, label="", style=filled, fillcolor=black];'
         )
+    deadlines = dict(_deadline_labels(spec))
     for name in spec.statuses:
         attributes = []
         if name in terminal:
             attributes.append("peripheries=2")
+        label = f"{name}\n{deadlines[name]}" if name in deadlines else name
         if name in in_status:
-            label = f"{name}\n({', '.join(in_status[name])})"
+            label = f"{label}\n({', '.join(in_status[name])})"
+        if label != name:
+            attributes.append(f"label={_dot_string(label)}")
+        if name in in_status:
             attributes += [
-                f"label={_dot_string(label)}",
                 'style="rounded,filled"',
                 f'fillcolor="{_OCCUPIED[_kind(spec, name)][1]}"',
             ]

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from html import escape
 from urllib.parse import quote, urlencode
 
+from ..limits import format_duration
 from ..runtime import PhaseSet, to_mermaid
 from ..spec import expand_sources
 from ..store import HistoryEvent, JobDeleted, JobRecord, PhaseChanged, PhaseRecord
@@ -41,6 +42,25 @@ def _time(at: datetime | None) -> str:
     if at is None:
         return "<span class='dim'>-</span>"
     return f"<time datetime='{_e(at.isoformat())}'>{_e(_when(at))}</time>"
+
+
+def _deadline(deadline: datetime | None, now: datetime) -> str:
+    """A deadline and the time left until it (``in 1h29m``), or how long it is past."""
+    if deadline is None:
+        return "<span class='dim'>-</span>"
+    left = round((deadline - now).total_seconds())
+    if left > 0:
+        told, kind = f"in {format_duration(left)}", "deadline"
+    else:
+        told, kind = f"overdue by {format_duration(-left)}", "deadline overdue"
+    return (
+        f"<span class='{kind}' data-deadline='{_e(deadline.isoformat())}'>"
+        f"{_time(deadline)} <span class='left'>{_e(told)}</span></span>"
+    )
+
+
+def _next_deadline(record: JobRecord) -> datetime | None:
+    return min((p.deadline for p in record.phases if p.deadline is not None), default=None)
 
 
 def _duration(phase: PhaseRecord) -> str:
@@ -153,6 +173,7 @@ def jobs_main(
     )
     summary = f"<p id='counts'>{chips or 'no jobs'}<span class='dim'>{_e(scope)}</span></p>"
     rows = []
+    now = datetime.now(UTC)
     for r in records:
         rows.append(
             f"<tr class='job' data-job-id='{_e(r.job_id)}' data-status='{_e(r.status)}'>"
@@ -160,12 +181,13 @@ def jobs_main(
             f"<td>{_e(r.spec_name)}</td><td>{_status(r.status)}</td>"
             f"<td>{_e(r.current_phase or '-')}</td>"
             f"<td class='wide'>{weighted_bar(r, phase_sets.get(r.spec_fingerprint))}</td>"
-            f"<td class='num'>{r.progress:.1f}%</td><td>{_time(r.updated_at)}</td></tr>"
+            f"<td class='num'>{r.progress:.1f}%</td><td>{_time(r.updated_at)}</td>"
+            f"<td>{_deadline(_next_deadline(r), now)}</td></tr>"
         )
     table = (
         "<table id='jobs'><thead><tr><th>job</th><th>phase set</th><th>status</th>"
         "<th>current phase</th><th>progress (weighted by phase)</th><th></th><th>updated</th>"
-        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f"<th>next deadline</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
         if rows
         else "<p id='jobs' class='dim'>no jobs match</p>"
     )
@@ -265,6 +287,7 @@ def job_main(
             f"<pre id='metadata'>{_e(text)}</pre></details>"
         )
     rows = []
+    now = datetime.now(UTC)
     for p in record.phases:
         weight = spec.weight(p.phase_name) if spec and p.phase_name in spec.phase_names else None
         total = "?" if p.items_total is None else f"{p.items_total:,}"
@@ -277,13 +300,14 @@ def job_main(
             f"<td class='wide'>{_phase_bar(p)}</td><td class='num'>{p.progress:.1f}%</td>"
             f"<td>{_status(p.status)}</td><td class='num'>{p.items_processed:,}/{total}</td>"
             f"<td>{_time(p.started_at)}</td><td>{_time(p.completed_at)}</td>"
-            f"<td class='num'>{_duration(p)}</td><td>{error}</td>"
+            f"<td class='num'>{_duration(p)}</td><td>{_deadline(p.deadline, now)}</td>"
+            f"<td>{error}</td>"
             f"<td class='dim'>{_e(allowed)}</td></tr>"
         )
     phases = (
         "<h2>Phases</h2><table id='phases'><thead><tr><th>phase</th><th>weight</th>"
         "<th>progress</th><th></th><th>status</th><th>items</th><th>started</th>"
-        "<th>finished</th><th>time</th><th>error</th><th>next</th></tr></thead>"
+        "<th>finished</th><th>time</th><th>deadline</th><th>error</th><th>next</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
     failed = [p for p in record.phases if p.error]
