@@ -16,14 +16,18 @@ Tracker). Hook implementations may be coroutines: they are awaited.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
+import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from .errors import InvalidArgument, PhaseKitError
+from .errors import InvalidArgument, InvalidArgumentType, PhaseKitError
 from .hooks import PluginInfo, PluginManager
+from .limits import parse_duration
 from .relay import Relay, RelayOptions
 from .runtime import JobState, PhaseSet, PhaseState, load_spec
 from .store import (
@@ -31,6 +35,7 @@ from .store import (
     HistoryEvent,
     JobDeleted,
     MemoryStore,
+    PhaseChanged,
     RelayLedger,
     Store,
     open_store,
@@ -44,6 +49,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _LOCK_STRIPES = 64
+
+log = logging.getLogger("phasekit")
 
 
 def _greenlet() -> tuple[Callable[..., Awaitable[Any]], Callable[[Awaitable[Any]], Any]]:
@@ -110,13 +117,19 @@ class AsyncTracker:
         notifiers: Mapping[str, object] | None = None,
         relay: str | None = None,
         relay_options: Mapping[str, Any] | RelayOptions | None = None,
+        clock: Callable[[], datetime] | None = None,
+        sweep_every: float | str | timedelta | None = None,
     ) -> None:
+        if clock is not None and not callable(clock):
+            raise InvalidArgumentType(f"clock must be a callable, not {type(clock).__name__}")
         if progress_interval is not None:
             raise InvalidArgument(
                 "AsyncTracker does not coalesce progress (progress_interval); report progress "
                 "as often as it should be saved, or use a Tracker"
             )
         self._spawn, self._await = _greenlet()
+        #: What every timestamp, progress interval and deadline reads the time from.
+        self.clock: Callable[[], datetime] = clock or _utc_now
         phase_set = spec if isinstance(spec, PhaseSet) else load_spec(spec)
         plugins = list(plugins)
         manager = PluginManager(plugins, load_entrypoints=load_entrypoints)  # for the stores
@@ -136,7 +149,15 @@ class AsyncTracker:
             plugins,
             conflict_retries,
             load_entrypoints,
+            self.clock,
         )
+        #: Seconds between the deadline sweeps of a task of this tracker (None: no task).
+        self.sweep_every = (
+            None
+            if sweep_every is None
+            else parse_duration(sweep_every, "sweep_every").total_seconds()
+        )
+        self._sweeping: asyncio.Task[None] | None = None
         self._manager = manager
         self._notifiers = dict(notifiers or {})
         self._relay_mode = relay
@@ -168,6 +189,7 @@ class AsyncTracker:
             load_entrypoints=load_entrypoints,
             relay=config.relay,
             relay_options=config.relay_options,
+            sweep_every=config.sweep_every,
         )
         if config.notifiers:
             tracker._notifiers = build_notifiers(tracker._manager, config.notifiers)
@@ -184,15 +206,31 @@ class AsyncTracker:
             raise PhaseKitError("this tracker is closed")
         if self._tracker is None:
             assert self._pending is not None
-            phase_set, store, plugins, retries, load_entrypoints = self._pending
+            phase_set, store, plugins, retries, load_entrypoints, clock = self._pending
             self._pending = None
             tracker = await self._run(
-                _build, phase_set, store, plugins, retries, load_entrypoints, self._await
+                _build, phase_set, store, plugins, retries, load_entrypoints, clock, self._await
             )
             self._tracker = tracker
             if self._notifiers:
                 self._start_relay(tracker)
+            if self.sweep_every is not None:
+                self._sweeping = asyncio.create_task(
+                    self._sweep_forever(self.sweep_every), name=f"phasekit-sweeper-{self.spec.name}"
+                )
         return self._tracker
+
+    async def _sweep_forever(self, every: float) -> None:
+        """``sweep_every``: a sweep now, then every ``every`` seconds; a failed one is logged
+        and the next runs on time (its claims expire, nothing is lost)."""
+        while True:
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("phasekit: the deadline sweep failed; the next runs in %gs", every)
+            await asyncio.sleep(every)
 
     def _start_relay(self, tracker: Tracker) -> None:
         """Notifiers go through a relay thread, over a store on the sync driver."""
@@ -266,6 +304,21 @@ class AsyncTracker:
             )
         return self._snapshot(job)
 
+    async def heartbeat(self, job_id: str, phase: str) -> JobState:
+        """``Tracker.heartbeat``: the phase is alive (its heartbeat deadline moves); the job as
+        committed."""
+        tracker = await self._ready()
+        async with self._lock_for(job_id):
+            job = await self._run(tracker.heartbeat, job_id, phase)
+        return self._snapshot(job)
+
+    async def sweep(self, now: datetime | None = None) -> list[PhaseChanged]:
+        """``Tracker.sweep``: fire the ``on_timeout`` trigger of every phase past its deadline;
+        the changes committed. Jobs of this tracker are not locked for it: a change made
+        meanwhile wins by the version check, and the sweep passes that phase by."""
+        tracker = await self._ready()
+        return await self._run(tracker.sweep, now)
+
     async def delete_job(self, job_id: str) -> JobDeleted:
         """Delete the stored job ``job_id``, its phases and its history; its ``JobDeleted``."""
         tracker = await self._ready()
@@ -301,6 +354,11 @@ class AsyncTracker:
         if self._closed:
             return
         self._closed = True
+        sweeping, self._sweeping = self._sweeping, None
+        if sweeping is not None:
+            sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeping
         relay, self.relay = self.relay, None
         if relay is not None:
             await asyncio.to_thread(relay.close)
@@ -327,6 +385,10 @@ class AsyncTracker:
         return f"<AsyncTracker {self.spec.name!r} store={type(self.store).__name__}>"
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def _open_async(url: str, manager: PluginManager, options: dict[str, Any]) -> Store:
     """The store ``url`` names, on its async driver when it has one."""
     factories = manager.stores()
@@ -348,6 +410,7 @@ def _build(  # noqa: PLR0917 - the pending arguments, in order
     plugins: list[object],
     conflict_retries: int,
     load_entrypoints: bool,
+    clock: Callable[[], datetime] | None,
     await_only: Callable[[Awaitable[Any]], Any],
 ) -> Tracker:
     """The Tracker an AsyncTracker drives (run inside ``greenlet_spawn``)."""
@@ -357,6 +420,7 @@ def _build(  # noqa: PLR0917 - the pending arguments, in order
         plugins,
         conflict_retries=conflict_retries,
         load_entrypoints=load_entrypoints,
+        clock=clock,
     )
     tracker.plugins.awaiter = await_only
     tracker.wait = lambda seconds: await_only(asyncio.sleep(seconds))

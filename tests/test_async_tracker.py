@@ -19,6 +19,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Coroutine, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -1053,3 +1054,87 @@ def test_a_sync_tracker_given_an_async_hook_logs_an_error_naming_the_plugin(
     assert errors and {r.levelno for r in errors} == {logging.ERROR}
     never_awaited = [w for w in caught if "was never awaited" in str(w.message)]
     assert never_awaited == []  # each coroutine was closed, not left to warn
+
+
+#: A phase set whose busy status has a heartbeat of 5 minutes and a timeout of an hour.
+TIMED = spec_from_dict(
+    {
+        "phasekit": 1,
+        "name": "timed",
+        "statuses": {
+            "idle": {"initial": True},
+            "busy": {"active": True, "timeout": "1h", "heartbeat": "5m", "on_timeout": "give_up"},
+            "done": {"terminal": True, "success": True},
+            "gave_up": {"terminal": True},
+        },
+        "transitions": [
+            {"trigger": "start", "source": "idle", "dest": "busy"},
+            {"trigger": "finish", "source": "busy", "dest": "done"},
+            {"trigger": "give_up", "source": "busy", "dest": "gave_up"},
+        ],
+        "phases": [{"name": "only"}],
+        "aggregate": {"status": [{"all": ["done"], "then": "done"}, {"otherwise": "idle"}]},
+    }
+)
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def _timed_tracker(place: Place, clock: Callable[[], datetime], **kwargs: Any) -> AsyncTracker:
+    if place.target is None:
+        assert place.memory is not None
+        return AsyncTracker(TIMED, place.memory, load_entrypoints=False, clock=clock, **kwargs)
+    return AsyncTracker(
+        TIMED,
+        place.target.url,
+        [sql_plugin],
+        store_options=place.target.options,
+        load_entrypoints=False,
+        clock=clock,
+        **kwargs,
+    )
+
+
+def test_heartbeat_and_sweep_on_the_tracker_clock(place: Place) -> None:
+    now = [T0]
+
+    async def main() -> list[Any]:
+        async with _timed_tracker(place, lambda: now[0]) as t:
+            await t.create_job("j")
+            started = await t.fire("j", "only", "start")
+            assert started.phases["only"].deadline == T0 + timedelta(minutes=5)
+            now[0] = T0 + timedelta(minutes=4)
+            alive = await t.heartbeat("j", "only")
+            assert alive.phases["only"].deadline == T0 + timedelta(minutes=9)
+            assert await t.sweep(now=T0 + timedelta(minutes=8)) == []
+            now[0] = T0 + timedelta(minutes=10)
+            return await t.sweep()
+
+    (fired,) = run(main)
+    assert (fired.job_id, fired.phase, fired.trigger) == ("j", "only", "give_up")
+    assert fired.error == "heartbeat of 5m missed in status busy"
+    assert fired.at == T0 + timedelta(minutes=10)
+    stored = place.inspector().load("j")
+    assert stored is not None and stored.phases[0].status == "gave_up"
+
+
+def test_sweep_every_runs_a_task_that_close_cancels(place: Place) -> None:
+    late = T0 + timedelta(hours=2)
+
+    async def main() -> tuple[str, bool]:
+        async with _timed_tracker(place, lambda: T0) as setup:
+            await setup.create_job("j")
+            await setup.fire("j", "only", "start")
+        t = _timed_tracker(place, lambda: late, sweep_every=0.05)
+        async with t:
+            task = t._sweeping
+            assert task is not None and not task.done()
+            deadline = time.monotonic() + 10
+            while (await t.get_job("j")).phases["only"].status != "gave_up":
+                assert time.monotonic() < deadline, "the sweeping task never fired"
+                await asyncio.sleep(0.02)
+            error = (await t.get_job("j")).phases["only"].error or ""
+        return error, task.done()
+
+    error, stopped = run(main)
+    assert error == "heartbeat of 5m missed in status busy"
+    assert stopped
