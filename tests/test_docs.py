@@ -141,3 +141,35 @@ def test_readme_validate_transcript_is_what_the_cli_prints(tmp_path: Path) -> No
     transcript = readme.split("With `dest: don` on line 12", 1)[1].split("```console\n", 1)[1]
     expected = transcript.split("```", 1)[0].strip().splitlines()[1:]
     assert printed == expected
+
+
+def test_the_deadlines_page_crashed_worker_and_test_run_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = ROOT / "docs/deadlines.md"
+    (crawl,) = [b for b in _yaml_blocks(page) if b.startswith("# crawl.yaml")]
+    spec = statemachine.parse_spec(crawl, "docs/deadlines.md")
+    assert statemachine.check_spec(spec) == []
+    (tmp_path / "crawl.yaml").write_text(crawl)
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+    (example,) = [b for b in blocks if "crashed" in b or "crawl.db" in b]
+    exec(compile(example, "docs/deadlines.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    # Each print is followed by the comment that says what it prints.
+    promised = [
+        line.split("# ", 1)[1].strip() for line in example.splitlines() if line.startswith("print(")
+    ]
+    assert printed == promised
+    (test_block,) = [b for b in blocks if b.startswith("def test_")]
+    namespace: dict[str, Any] = {}
+    exec(
+        compile(
+            "from datetime import UTC, datetime, timedelta\nfrom statemachine import Tracker\n"
+            + test_block,
+            "docs/deadlines.md",
+            "exec",
+        ),
+        namespace,
+    )
+    namespace["test_a_silent_crawl_fails_after_its_heartbeat"](tmp_path)
