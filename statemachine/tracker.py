@@ -51,6 +51,7 @@ from .runtime import (
     plan_transition,
     record_after,
     run_actions,
+    saved_deadline,
 )
 from .store import (
     DeadlineIndex,
@@ -466,6 +467,9 @@ class Tracker:
                 "undated_phases, set_deadline): phasekit cannot sweep its jobs"
             )
         at = self._now() if now is None else _check_now(now)
+        if self._held is not None:
+            # Held reports are heartbeats too: stored first, they move their deadlines.
+            self._save_held(self._held.take(), raise_errors=False)
         if not self._dated:
             self._date_phases(index)
             self._dated = True
@@ -754,10 +758,15 @@ class Tracker:
         with self._lock_for(job.job_id):
             change = plan_progress(job, phase, items_processed, items_total, at=self._now())
             # A report that changes no count is a heartbeat: it is saved at once, since
-            # what it moves is the phase's deadline, which waits for nobody.
-            if held is not None and (change.after.items_processed, change.after.items_total) != (
-                phase.items_processed,
-                phase.items_total,
+            # what it moves is the phase's deadline, which waits for nobody. So is a report
+            # the stored deadline would pass before the hold saves it (an interval at most):
+            # a sweep elsewhere would time out a phase whose worker is alive.
+            stored = saved_deadline(job, change.index)
+            if (
+                held is not None
+                and (change.after.items_processed, change.after.items_total)
+                != (phase.items_processed, phase.items_total)
+                and (stored is None or stored > change.at + timedelta(seconds=held.interval))
             ):
                 after = change.after
                 report = HeldReport(

@@ -142,7 +142,7 @@ class PhaseModel:
     completed_at: datetime | None = None
     updated_at: datetime | None = None
     error: str | None = None
-    entered_at: datetime | None = None  # of the status: None until the first transition
+    entered_at: datetime | None = None  # of the status: None until the first change
 
     def record(self) -> PhaseRecord:
         return PhaseRecord(
@@ -415,6 +415,9 @@ class RandomDriving(RuleBasedStateMachine):
             elif known_total is not None:
                 phase.progress = min(self.ref.cap, 100.0 * processed / known_total)
             phase.items_processed, phase.items_total = processed, known_total
+            # A report fixes the time a phase entered its status when it was not kept: the
+            # phase's last change, else the job's creation.
+            phase.entered_at = phase.entered_at or phase.updated_at or model.created_at
             phase.updated_at = at
             model.version += 1
             model.updated_at = at

@@ -27,6 +27,7 @@ from .job import (
     plan_transition,
     record_after,
     run_actions,
+    saved_deadline,
     unknown_trigger,
 )
 from .machine import CompiledMachine
@@ -70,6 +71,7 @@ __all__ = [
     "plan_transition",
     "record_after",
     "run_actions",
+    "saved_deadline",
     "spec_from_dict",
     "stored_phase_set",
     "to_dot",

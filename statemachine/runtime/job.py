@@ -647,7 +647,10 @@ def plan_progress(
         progress = cap if total == 0 else min(cap, 100.0 * processed / total)
     now = at or datetime.now(UTC)
     before = job._phases[phase._index]
-    entered = before.entered_at
+    # A phase kept without the time it entered its status (an initial phase, or a row of an
+    # earlier store version) gets the best stand-in its timestamps give, once: kept from
+    # here on, so the status's timeout does not move with each report.
+    entered = before.entered_at or before.updated_at or job.created_at
     after = build_phase_record(
         before.phase_name,
         before.status,
@@ -660,11 +663,7 @@ def plan_progress(
         before.error,
         entered,
         # The status's timeout still counts from entering it; a heartbeat from now.
-        spec.deadlines.next_deadline(
-            before.status, entered or before.updated_at or job.created_at, now
-        )
-        if spec.deadlines
-        else None,
+        spec.deadlines.next_deadline(before.status, entered, now) if spec.deadlines else None,
     )
     return Change(index=phase._index, source=phase.status, after=after, at=now)
 
@@ -815,6 +814,13 @@ def apply_committed(job: JobState, change: Change, record: JobRecord) -> None:
     job._unsaved = False
     job.version += 1
     job.updated_at = change.at
+
+
+def saved_deadline(job: JobState, index: int) -> datetime | None:
+    """The deadline the store keeps for phase ``index`` (the last committed record's), which
+    reports held in memory have not moved; None when unknown or when it has none."""
+    record = job._record
+    return record.phases[index].deadline if record is not None else None
 
 
 def apply_unsaved(job: JobState, change: Change) -> None:
