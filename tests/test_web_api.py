@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import html
 import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
@@ -309,6 +310,44 @@ def test_the_list_page_counts_statuses_and_filters(store: SQLStore, writer: Trac
     assert "<option value='doing' selected>" in filtered
     fragment = get(app, "/?fragment=1").text
     assert not fragment.startswith("<!doctype") and "<table id='jobs'>" in fragment
+
+
+def test_the_list_pages_by_keyset_and_counts_every_stored_job(
+    store: SQLStore, writer: Tracker
+) -> None:
+    for i in range(8):
+        writer.create_job(f"k{i}")
+    writer.fire("k0", "fetch", "start")
+    app = create_app(store)
+    page = get(app, "/?limit=3").text
+    # The counts are the whole store's, not the page's.
+    assert "data-status='todo'>todo <b>7</b>" in page
+    assert "data-status='doing'>doing <b>1</b>" in page
+    assert "most recent" not in page
+    shown = re.findall(r"<tr class='job' data-job-id='([^']+)'", page)
+    everything = [r.job_id for r in store.list(limit=100)]
+    pages = [shown]
+    while (older := re.search(r"<a href='([^']+)' rel='next'>older</a>", page)) is not None:
+        href = html.unescape(older[1])
+        assert "after=" in href and "after_id=" in href and "offset" not in href
+        page = get(app, href).text
+        assert "rel='first'>newest</a>" in page
+        pages.append(re.findall(r"<tr class='job' data-job-id='([^']+)'", page))
+    assert [len(p) for p in pages] == [3, 3, 2]
+    assert [job for p in pages for job in p] == everything
+    # The API takes the same cursor.
+    last = store.load(everything[2])
+    assert last is not None
+    query = urlencode({"after": last.updated_at.isoformat(), "after_id": last.job_id})
+    listed = get(app, f"/api/jobs?limit=2&{query}").json()
+    assert [j["job_id"] for j in listed] == everything[3:5]
+    for bad, why in [
+        ("after=2026-01-01T00:00:00Z", "after and after_id go together"),
+        ("after=soon&after_id=x", "after must be an ISO 8601 time"),
+        ("after=2026-01-01T00:00:00&after_id=x", "after must have a time zone"),
+    ]:
+        refused = get(app, f"/api/jobs?{bad}")
+        assert refused.status_code == 400 and why in refused.json()["detail"], bad
 
 
 def test_with_a_token_every_request_needs_it(store: SQLStore, writer: Tracker) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, or_, select
 from sqlalchemy.engine import Row
 
 from statemachine import Event, HistoryEvent, JobRecord, PhaseChanged, PhaseRecord
@@ -146,7 +146,7 @@ class JobQueries:
             .where(jobs.c.job_id.in_(bindparam("job_ids", expanding=True)))
             .subquery("job")
         )
-        self._pages: dict[tuple[bool, bool, int], Select[Any]] = {}
+        self._pages: dict[tuple[bool, bool, int, bool], Select[Any]] = {}
 
     def _with_phases(self, job: Any, *order: ColumnElement[Any]) -> Select[Any]:
         phases = self.tables.phases
@@ -190,18 +190,30 @@ class JobQueries:
         """Several jobs, parameter ``job_ids`` (a list)."""
         return self._by_ids
 
-    def page(self, *, status: bool, spec: bool, phase_statuses: int = 0) -> Select[Any]:
+    def page(
+        self, *, status: bool, spec: bool, phase_statuses: int = 0, after: bool = False
+    ) -> Select[Any]:
         """A page of jobs, most recently updated first, then by id.
 
-        Parameters ``limit`` and ``offset``; ``status`` and ``spec`` when filtered on; and
+        Parameters ``limit`` and ``offset``; ``status`` and ``spec`` when filtered on;
         ``phase_0``/``phase_status_0``, ... for each of ``phase_statuses`` pairs a job's phase
-        must be in (each an indexed lookup of the phases table).
+        must be in (each an indexed lookup of the phases table); with ``after``, the jobs
+        listed after the one updated at ``after_at`` with id ``after_id`` (keyset pagination:
+        the index is entered at that job, whatever the page's depth).
         """
-        key = (status, spec, phase_statuses)
+        key = (status, spec, phase_statuses, after)
         query = self._pages.get(key)
         if query is None:
             jobs, phases = self.tables.jobs, self.tables.phases
             inner = select(jobs)
+            if after:
+                at = bindparam("after_at", type_=jobs.c.updated_at.type)
+                # The first condition alone bounds the index scan; the second drops the jobs
+                # of the same instant up to the cursor's id.
+                inner = inner.where(
+                    jobs.c.updated_at <= at,
+                    or_(jobs.c.updated_at < at, jobs.c.job_id > bindparam("after_id")),
+                )
             if status:
                 inner = inner.where(jobs.c.status == bindparam("status"))
             if spec:
@@ -225,3 +237,10 @@ class JobQueries:
             query = self._with_phases(page, page.c.updated_at.desc())
             self._pages[key] = query
         return query
+
+    def counts(self) -> Select[Any]:
+        """The number of jobs of each phase set name and overall status."""
+        jobs = self.tables.jobs
+        return select(jobs.c.spec_name, jobs.c.status, func.count()).group_by(
+            jobs.c.spec_name, jobs.c.status
+        )

@@ -46,6 +46,7 @@ from statemachine import (
     PersistenceError,
     PhaseRecord,
     RelayCursor,
+    list_cursor,
     parse_duration,
     parse_event,
 )
@@ -388,9 +389,15 @@ class SQLStore:
         phase_status: Mapping[str, str] | None = None,
         limit: int = 100,
         offset: int = 0,
+        after: tuple[datetime, str] | None = None,
     ) -> builtins.list[JobRecord]:
         """Jobs, most recently updated first then by id, optionally of one status or spec,
-        and with every phase of ``phase_status`` (a name → status mapping) in that status."""
+        and with every phase of ``phase_status`` (a name → status mapping) in that status.
+
+        ``after`` is the ``(updated_at, job_id)`` of the last job of the previous page: the
+        page starts after it, at the cost of the first page however deep it is (``offset``
+        counts the jobs it skips, and is added to ``after``).
+        """
         for name, value in (("limit", limit), ("offset", offset)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidArgumentType(f"{name} must be an int, not {type(value).__name__}")
@@ -398,9 +405,14 @@ class SQLStore:
                 raise InvalidArgument(f"{name} must be from 0 to {_MAX_INTEGER:,}, not {value}")
         pairs = builtins.list((phase_status or {}).items())
         query = self._queries.page(
-            status=status is not None, spec=spec is not None, phase_statuses=len(pairs)
+            status=status is not None,
+            spec=spec is not None,
+            phase_statuses=len(pairs),
+            after=after is not None,
         )
         params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if after is not None:
+            params["after_at"], params["after_id"] = list_cursor(after)
         for i, (phase, wanted) in enumerate(pairs):
             params[f"phase_{i}"] = phase
             params[f"phase_status_{i}"] = wanted
@@ -409,6 +421,11 @@ class SQLStore:
         if spec is not None:
             params["spec"] = spec
         return self._read(query, params, "list jobs", remember=False)
+
+    def count_jobs(self) -> dict[tuple[str, str], int]:
+        """The number of stored jobs of each ``(phase set name, overall status)``."""
+        rows = self._fetch(self._queries.counts(), {}, "count jobs")
+        return {(str(spec), str(status)): int(n) for spec, status, n in rows}
 
     def seen_idempotency_key(self, job_id: str, key: str) -> bool:
         """Whether a change of job ``job_id`` was committed with ``key``."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
 import builtins
 import copy
 import dataclasses
 import heapq
 import logging
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -16,7 +17,7 @@ from typing import Any, cast
 from ..errors import ConcurrentUpdateError, InvalidArgumentType, JobExists, JobNotFound
 from ..limits import check_count, check_page
 from .events import EVENT_TYPES, HISTORY_TYPES, Event, HistoryEvent, JobCreated, LoggedEvent
-from .protocol import DeadLetter, DuePhase, RelayCursor, list_order
+from .protocol import DeadLetter, DuePhase, RelayCursor, list_cursor, list_order
 from .records import JobRecord, PhaseRecord
 
 log = logging.getLogger("phasekit")
@@ -412,9 +413,11 @@ class MemoryStore:
         phase_status: Mapping[str, str] | None = None,
         limit: int = 100,
         offset: int = 0,
+        after: tuple[datetime, str] | None = None,
     ) -> builtins.list[JobRecord]:
         limit, offset = check_page(limit, offset)
         wanted = dict(phase_status or {})
+        cursor = None if after is None else list_cursor(after)
         with self._lock:
             records = [
                 r
@@ -424,7 +427,15 @@ class MemoryStore:
                 and (not wanted or _phases_in(r, wanted))
             ]
         records.sort(key=list_order)
+        if cursor is not None:
+            last = (-cursor[0].timestamp(), cursor[1])
+            records = records[bisect.bisect_right(records, last, key=list_order) :]
         return records[offset : offset + limit]
+
+    def count_jobs(self) -> dict[tuple[str, str], int]:
+        """The number of jobs of each ``(phase set name, overall status)``."""
+        with self._lock:
+            return dict(Counter((r.spec_name, r.status) for r in self._jobs.values()))
 
     def history(self, job_id: str) -> builtins.list[HistoryEvent]:
         with self._lock:

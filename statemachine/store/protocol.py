@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from ..errors import InvalidArgument, PhaseKitError
+from ..errors import InvalidArgument, InvalidArgumentType, PhaseKitError
 from .events import Event, HistoryEvent, LoggedEvent
 from .records import JobRecord, PhaseRecord
 
@@ -216,6 +216,14 @@ class DeadlineIndex(Protocol):
         deadline follows from the phase's timestamps and the phase set)."""
 
 
+@runtime_checkable
+class JobCounter(Protocol):
+    """A store that counts its jobs without reading them (the dashboard's counts)."""
+
+    def count_jobs(self) -> dict[tuple[str, str], int]:
+        """The number of stored jobs of each ``(phase set name, overall status)``."""
+
+
 #: What ``register_stores`` maps a URL scheme to: ``factory(url, **options)`` returns a Store.
 StoreFactory = Callable[..., Store]
 
@@ -241,3 +249,20 @@ def open_store(url: str, factories: Mapping[str, StoreFactory], **options: Any) 
 def list_order(record: JobRecord) -> tuple[float, str]:
     """Sort key of ``Store.list``: most recently updated first, then by id."""
     return (-record.updated_at.timestamp(), record.job_id)
+
+
+def list_cursor(after: object) -> tuple[datetime, str]:
+    """``after`` of a keyset ``list``, checked: the ``(updated_at, job_id)`` of the last job of
+    the previous page (``(record.updated_at, record.job_id)``)."""
+    if (
+        not isinstance(after, tuple)
+        or len(after) != 2
+        or not isinstance(after[0], datetime)
+        or after[0].tzinfo is None
+        or not isinstance(after[1], str)
+    ):
+        raise InvalidArgumentType(
+            "after must be (updated_at, job_id) of the last job of the previous page: a "
+            f"timezone-aware datetime and a str, not {type(after).__name__}"
+        )
+    return after[0], after[1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -63,13 +64,31 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return value
 
 
+def _cursor_params(request: Request) -> tuple[datetime, str] | None:
+    """``after`` and ``after_id``: the last job of the previous page, or None."""
+    at, job_id = request.query_params.get("after"), request.query_params.get("after_id")
+    if at is None and job_id is None:
+        return None
+    if not at or job_id is None:
+        raise BadRequest("after and after_id go together: the updated_at and id of a job")
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError:
+        raise BadRequest(f"after must be an ISO 8601 time, not {at[:40]!r}") from None
+    if when.tzinfo is None:
+        raise BadRequest(f"after must have a time zone (…Z or …+00:00), not {at[:40]!r}")
+    return when, job_id
+
+
 def page_params(request: Request) -> dict[str, Any]:
-    """``status``, ``spec``, ``limit`` and ``offset`` of a listing, checked."""
+    """``status``, ``spec``, ``limit``, ``offset`` and the keyset cursor (``after`` and
+    ``after_id``) of a listing, checked."""
     return {
         "status": request.query_params.get("status") or None,
         "spec": request.query_params.get("spec") or None,
         "limit": _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
         "offset": _int_param(request, "offset", 0, 0, 2**62),
+        "after": _cursor_params(request),
     }
 
 

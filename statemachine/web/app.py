@@ -6,6 +6,7 @@ import functools
 import gzip
 import hmac
 import mimetypes
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -71,22 +72,37 @@ async def jobs_page(request: Request) -> Response:
     try:
         params = page_params(request)
         records = await reader.jobs(**params)
-        counted = await reader.jobs(status=None, spec=params["spec"], limit=COUNT_SCAN, offset=0)
+        whole = await reader.counts()
+        if whole is None:  # a store that cannot count: the most recent jobs, read
+            scanned = await reader.jobs(
+                status=None, spec=params["spec"], limit=COUNT_SCAN, offset=0
+            )
+            counts = Counter(r.status for r in scanned)
+            names = {r.spec_name for r in scanned}
+            counted_all = len(scanned) < COUNT_SCAN
+        else:
+            counts = Counter()
+            for (spec_name, status), n in whole.items():
+                if params["spec"] in (None, spec_name):
+                    counts[status] += n
+            names = {spec_name for spec_name, _ in whole}
+            counted_all = True
     except PhaseKitError as exc:
         return problem(400, str(exc))
-    phase_sets = await reader.phase_sets([*records, *counted[:200]])
-    names = set(bundled_names()) | {r.spec_name for r in counted}
+    phase_sets = await reader.phase_sets(records)
     main = jobs_main(
         records,
         phase_sets,
         base=_base(request),
         status=params["status"],
         spec=params["spec"],
-        counted=counted,
-        counted_all=len(counted) < COUNT_SCAN,
-        spec_names=names,
+        counts=counts,
+        counted_all=counted_all,
+        spec_names=set(bundled_names()) | names,
         limit=params["limit"],
         offset=params["offset"],
+        after=params["after"],
+        keyset=reader.keyset,
     )
     return _html(request, "jobs", main)
 

@@ -102,6 +102,20 @@ def openapi_document() -> dict[str, Any]:
                             "in": "query",
                             "schema": {"type": "integer", "minimum": 0, "default": 0},
                         },
+                        {
+                            "name": "after",
+                            "in": "query",
+                            "description": "With after_id: list the jobs after the one updated "
+                            "at this time (keyset pagination: the last job of the previous page).",
+                            "schema": {"type": "string", "format": "date-time"},
+                        },
+                        {
+                            "name": "after_id",
+                            "in": "query",
+                            "description": "With after: the id of the last job of the "
+                            "previous page.",
+                            "schema": {"type": "string"},
+                        },
                     ],
                     "responses": {
                         "200": {

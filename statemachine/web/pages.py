@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
 from urllib.parse import quote, urlencode
@@ -148,14 +147,18 @@ def jobs_main(
     base: str,
     status: str | None,
     spec: str | None,
-    counted: Sequence[JobRecord],
+    counts: Mapping[str, int],
     counted_all: bool,
     spec_names: Iterable[str],
     limit: int,
     offset: int,
+    after: tuple[datetime, str] | None = None,
+    keyset: bool = False,
 ) -> str:
-    """The jobs list: filters, counts per status, and a row per job with its weighted bar."""
-    counts = Counter(r.status for r in counted)
+    """The jobs list: filters, counts per status, and a row per job with its weighted bar.
+
+    ``counts`` are the jobs per status (of every job, or of the most recent ones when not
+    ``counted_all``); with ``keyset``, the next page starts after this page's last job."""
     statuses = set(counts) | {
         s for ps in phase_sets.values() if ps is not None for s in ps.statuses
     }
@@ -165,7 +168,7 @@ def jobs_main(
         f"{_options('spec', spec_names, spec, 'any phase set')}"
         "<button type='submit'>filter</button></form>"
     )
-    scope = "" if counted_all else f" (of the {len(counted):,} most recent)"
+    scope = "" if counted_all else f" (of the {sum(counts.values()):,} most recent)"
     chips = "".join(
         f"<a class='count' href='{_e(base)}/?{_e(urlencode(_query(name, spec)))}' "
         f"data-status='{_e(name)}'>{_e(name)} <b>{n:,}</b></a>"
@@ -192,12 +195,20 @@ def jobs_main(
         else "<p id='jobs' class='dim'>no jobs match</p>"
     )
     pages = []
-    if offset > 0:
+    if after is not None:
+        first = {**_query(status, spec), "limit": str(limit)}
+        pages.append(f"<a href='{_e(base)}/?{_e(urlencode(first))}' rel='first'>newest</a>")
+    elif offset > 0:
         back = {**_query(status, spec), "offset": str(max(0, offset - limit)), "limit": str(limit)}
-        pages.append(f"<a href='{_e(base)}/?{_e(urlencode(back))}'>newer</a>")
+        pages.append(f"<a href='{_e(base)}/?{_e(urlencode(back))}' rel='prev'>newer</a>")
     if len(records) == limit:
-        more = {**_query(status, spec), "offset": str(offset + limit), "limit": str(limit)}
-        pages.append(f"<a href='{_e(base)}/?{_e(urlencode(more))}'>older</a>")
+        last = records[-1]
+        more = {**_query(status, spec), "limit": str(limit)}
+        if keyset:  # the index is entered at the last job shown, however deep the page
+            more |= {"after": last.updated_at.isoformat(), "after_id": last.job_id}
+        else:
+            more["offset"] = str(offset + limit)
+        pages.append(f"<a href='{_e(base)}/?{_e(urlencode(more))}' rel='next'>older</a>")
     return f"<h1>Jobs</h1>{form}{summary}{table}<p class='pages'>{' '.join(pages)}</p>"
 
 

@@ -6,6 +6,7 @@ import inspect
 import logging
 import threading
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any, final
 from urllib.parse import unquote
 
@@ -15,7 +16,7 @@ from ..errors import InvalidArgument, PhaseKitError, SpecError
 from ..limits import validate_job_id
 from ..runtime import PhaseSet, load_spec, stored_phase_set
 from ..spec import bundled_names
-from ..store import HistoryEvent, JobRecord, SpecArchive, Store
+from ..store import HistoryEvent, JobCounter, JobRecord, SpecArchive, Store
 
 __all__ = ["StoreReader", "job_id_from_raw_path"]
 
@@ -46,13 +47,16 @@ class StoreReader:
     A fingerprint names one definition for good, so what was found is kept.
     """
 
-    __slots__ = ("_lock", "_phase_sets", "_spec_filter", "store")
+    __slots__ = ("_counts", "_keyset", "_lock", "_phase_sets", "_spec_filter", "store")
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._lock = threading.Lock()
         self._phase_sets: dict[str, PhaseSet] = {}
-        self._spec_filter = "spec" in inspect.signature(store.list).parameters
+        listing = inspect.signature(store.list).parameters
+        self._spec_filter = "spec" in listing
+        self._keyset = "after" in listing
+        self._counts = isinstance(store, JobCounter)
 
     async def job(self, job_id: str) -> JobRecord | None:
         """The stored job, or None (also for an id no job can have)."""
@@ -63,10 +67,24 @@ class StoreReader:
         return await run_in_threadpool(self.store.load, job_id)
 
     async def jobs(
-        self, *, status: str | None, spec: str | None, limit: int, offset: int
+        self,
+        *,
+        status: str | None,
+        spec: str | None,
+        limit: int,
+        offset: int,
+        after: tuple[datetime, str] | None = None,
     ) -> list[JobRecord]:
-        """Jobs, most recently updated first, of one status and phase set if asked."""
+        """Jobs, most recently updated first, of one status and phase set if asked, after the
+        job ``after`` names (``(updated_at, job_id)``) if given."""
         options: dict[str, Any] = {"status": status, "limit": limit, "offset": offset}
+        if after is not None:
+            if not self._keyset:
+                raise InvalidArgument(
+                    f"store {type(self.store).__name__} cannot list jobs after a given one "
+                    "(no after= on its list); page with offset"
+                )
+            options["after"] = after
         if spec is not None:
             if not self._spec_filter:
                 raise InvalidArgument(
@@ -74,6 +92,20 @@ class StoreReader:
                 )
             options["spec"] = spec
         return await run_in_threadpool(lambda: self.store.list(**options))
+
+    @property
+    def keyset(self) -> bool:
+        """Whether the store pages by keyset (``list(after=...)``)."""
+        return self._keyset
+
+    async def counts(self) -> dict[tuple[str, str], int] | None:
+        """The number of jobs of each ``(phase set, status)`` in the whole store, or None
+        when the store cannot count without reading every job."""
+        if not self._counts:
+            return None
+        store = self.store
+        assert isinstance(store, JobCounter)
+        return await run_in_threadpool(store.count_jobs)
 
     async def history(self, job_id: str) -> list[HistoryEvent]:
         """The job's history, oldest first."""
