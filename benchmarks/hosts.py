@@ -278,17 +278,34 @@ def _started_job(tracker: Tracker, job_id: str) -> str:
     return job_id
 
 
+def _lean_job(tracker: Tracker, db: Database, job_id: str) -> str:
+    """A new job in the hand-written tables."""
+    conn = db.connect()
+    try:
+        db.hand_job(conn, tracker.spec, job_id)
+    finally:
+        conn.close()
+    return job_id
+
+
 def _round(writers: _Writers, tracker: Tracker, db: Database, kind: str, n: int) -> list[Run]:
     """One run: ``WRITERS`` processes, each on its own phase of one job (``shared``) or of a
-    job of its own (``different``); or one writer on a job, the others idle (``alone``)."""
+    job of its own (``different``); or one writer on a job, the others idle (``alone``).
+    ``lean-shared`` and ``lean-different`` are the same with hand-written lean commits."""
     phases = list(tracker.spec.phase_names)[:WRITERS]
     tag = f"{kind}-{next(_ids)}"
-    if kind == "different":
-        jobs = [_started_job(tracker, f"{tag}-{w}") for w in range(WRITERS)]
+    lean = kind.startswith("lean-")
+    make = (
+        (lambda job_id: _lean_job(tracker, db, job_id))
+        if lean
+        else (lambda job_id: _started_job(tracker, job_id))
+    )
+    if kind.endswith("different"):
+        jobs = [make(f"{tag}-{w}") for w in range(WRITERS)]
     else:
-        jobs = [_started_job(tracker, tag)] * WRITERS
+        jobs = [make(tag)] * WRITERS
     reports = [n] * WRITERS if kind != "alone" else [n] + [0] * (WRITERS - 1)
-    tasks = [Task(db, *task) for task in zip(jobs, phases, reports, strict=True)]
+    tasks = [Task(db, *task, lean=lean) for task in zip(jobs, phases, reports, strict=True)]
     return writers.run(tasks)
 
 
@@ -308,6 +325,8 @@ def writer_figures(
     rounds = 2 if settings.quick else 5
     tracker = db.tracker(spec)
     samples: dict[str, list[list[Run]]] = {"shared": [], "different": [], "alone": []}
+    if db.backend == "postgresql":
+        samples |= {"lean-shared": [], "lean-different": []}
     kinds = list(samples)
     try:
         _round(writers, tracker, db, "different", max(10, n // 10))  # warm-up
@@ -383,7 +402,26 @@ def writer_figures(
         else "at or above 1x: one writer's load and plan overlap another's commit, and gain "
         "more than the lost compare-and-swaps, backoffs and reloads cost"
     )
-    return [throughput, alone, retries]
+    figures = [throughput, alone, retries]
+    if db.backend == "postgresql":
+        floor = Figure.compare(
+            f"hosts.writers.lean.{db.backend}",
+            SECTION,
+            f"{name}: the floor: {WRITERS} lean hand-written writers on the phases of one job",
+            rates["lean-shared"],
+            rates["lean-different"],
+            unit="commits/s",
+            baseline_label=f"the same {WRITERS} lean writers, each on a job of its own",
+            note=(
+                "what a careful engineer commits per report when a job's aggregate lives in its "
+                "row, psycopg by hand: UPDATE the job row (version + 1, progress) RETURNING the "
+                "version, then the phase row and one history row in a pipeline, COMMIT; no load, "
+                "no compare-and-swap. Its ratio is the cost of one row per job: the job row's "
+                "lock is held to the commit's WAL flush, and the other writers of the job wait"
+            ),
+        )
+        figures.append(floor)
+    return figures
 
 
 # -- the section -----------------------------------------------------------------------------
