@@ -173,3 +173,16 @@ def test_the_deadlines_page_crashed_worker_and_test_run_as_written(
         namespace,
     )
     namespace["test_a_silent_crawl_fails_after_its_heartbeat"](tmp_path)
+
+
+def test_the_readme_shows_the_dashboard_and_the_two_commands_to_see_it() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Watch it live", 1)[1].split("\n## ", 1)[0]
+    (commands,) = re.findall(r"```console\n(.*?)```", section, re.S)
+    assert [line.split("#")[0].split() for line in commands.strip().splitlines()] == [
+        ["phasekit", "demo"],
+        ["phasekit", "serve"],
+    ]
+    for image in re.findall(r"\((docs/dashboard[\w-]*\.png)\)", section):
+        assert (ROOT / image).stat().st_size > 10_000, image
+    assert "docs/dashboard.png" in section and "docs/dashboard-job.png" in section

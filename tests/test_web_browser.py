@@ -4,6 +4,7 @@ commits of a worker process within a second."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -12,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -73,9 +75,9 @@ def store_url(tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture
-def dashboard(store_url: str) -> Iterator[str]:
-    store = SQLStore(store_url)
+@contextmanager
+def _serving(store: SQLStore) -> Iterator[str]:
+    """The dashboard over ``store`` under uvicorn in a thread of this process; its address."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -100,6 +102,12 @@ def dashboard(store_url: str) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         store.close()
+
+
+@pytest.fixture
+def dashboard(store_url: str) -> Iterator[str]:
+    with _serving(SQLStore(store_url)) as address:
+        yield address
 
 
 class Worker:
@@ -402,3 +410,75 @@ def test_the_diagram_draws_under_a_policy_without_unsafe_eval(browser: Any, dash
     assert _highlighted(page) == {"not_started"}
     assert page.evaluate("window.violations") == []
     page.close()
+
+
+#: A folder to copy the demo's screenshots to (the README's are made so: docs/).
+SCREENSHOTS = "PHASEKIT_SCREENSHOTS"
+
+
+def test_the_dashboard_follows_the_demo_and_shows_its_jobs_as_the_readme_does(
+    browser: Any, tmp_path: Path
+) -> None:
+    """``phasekit demo`` and ``phasekit serve`` on its store, the README's two commands: the
+    pages show the demo's jobs as they run, and what they show is the README's screenshot."""
+    url = f"sqlite:///{tmp_path / 'phasekit.db'}"
+    demo = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "statemachine", "demo", "--jobs", "4", "--speed", "0.3"),
+            *("--seed", "7", "--store", url, "--log", str(tmp_path / "demo.log")),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    shots = {"list": tmp_path / "dashboard.png", "job": tmp_path / "dashboard-job.png"}
+    try:
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "phasekit.db").exists() or len(_jobs_in(url)) < 4:
+            assert demo.poll() is None and time.monotonic() < deadline, "the demo made no jobs"
+            time.sleep(0.05)
+        with _serving(SQLStore(url)) as address:
+            listing = browser.new_page(viewport={"width": 1200, "height": 640})
+            listing.goto(f"{address}/")
+            listing.wait_for_function("document.body.dataset.live === '1'", timeout=5000)
+            # Taken once a job is a quarter through (the others behind it, most likely).
+            listing.wait_for_function(
+                "Array.from(document.querySelectorAll(\"tr.job[data-status='running']\"))"
+                ".some(row => parseFloat(row.querySelector('.bar').dataset.progress) >= 25)",
+                timeout=15000,
+                polling=100,
+            )
+            listing.screenshot(path=str(shots["list"]), full_page=True)
+            running = listing.get_attribute("tr.job[data-status='running']", "data-job-id")
+            assert running is not None
+            job = browser.new_page(viewport={"width": 1200, "height": 640})
+            job.goto(f"{address}/jobs/{quote(running, safe='')}")
+            job.wait_for_selector("#diagram-drawing svg", timeout=10000)
+            assert job.inner_text("#job-id") == running
+            job.screenshot(path=str(shots["job"]), full_page=True)
+            _, errors = demo.communicate(timeout=90)
+            assert demo.returncode == 0, errors
+            # The list followed the demo to its end without a reload: every job finished.
+            listing.wait_for_function(
+                "Array.from(document.querySelectorAll('tr.job')).length === 4 && "
+                "Array.from(document.querySelectorAll('tr.job')).every("
+                "row => ['completed', 'failed'].includes(row.dataset.status))",
+                timeout=5000,
+                polling=100,
+            )
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert all(path.stat().st_size > 10_000 for path in shots.values())
+    if folder := os.environ.get(SCREENSHOTS):
+        for path in shots.values():
+            shutil.copyfile(path, Path(folder) / path.name)
+
+
+def _jobs_in(url: str) -> list[str]:
+    store = SQLStore(url)
+    try:
+        return [r.job_id for r in store.list(limit=10)]
+    finally:
+        store.close()
