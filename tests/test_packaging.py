@@ -351,6 +351,8 @@ def test_an_editable_install_imports_the_bundled_plugins_and_phase_sets(
     assert found["entry_points"] == [
         "statemachine.plugins.logging_notifier",
         "statemachine.plugins.nats_notifier",
+        "statemachine.plugins.opentelemetry_tracing",
+        "statemachine.plugins.prometheus_metrics",
         "statemachine.plugins.redis_notifier",
         "statemachine.plugins.sql",
         "statemachine.plugins.webhook",
