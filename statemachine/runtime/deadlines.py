@@ -5,10 +5,12 @@ A status may declare a ``timeout`` (counted from entering the status) and a ``he
 earlier of the two; every commit stores it with the phase, so a store finds the phases past
 their deadline from an index, and a sweep fires the status's ``on_timeout`` trigger on them.
 
-A phase always has a deadline when its status declares one: when a record does not say when
-the phase entered its status (it was written before phasekit kept that, or before the phase
-set had a deadline), the phase's last change stands in for it, then the job's creation; a
-deadline is never left out for want of a timestamp.
+A deadline is never left out for want of a timestamp: when a record does not say when the
+phase entered its status (it was written before phasekit kept that, or before the phase set
+had a deadline), the phase's last change stands in for it, then the job's creation, and the
+phase's next report stores that stand-in. A phase stored before its status had a deadline
+has none in the store until a tracker's first sweep gives it one (``Tracker.sweep`` dates
+such phases before it claims), so it is swept like any other.
 """
 
 from __future__ import annotations
