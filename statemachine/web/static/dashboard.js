@@ -9,6 +9,7 @@
   var main = document.getElementById("main");
   var pending = null;
   var fetching = false;
+  var started = 0;  // when the last redraw began (Date.now())
   var again = false;
 
   function say(text) {
@@ -25,6 +26,7 @@
     pending = null;
     if (fetching) { again = true; return; }
     fetching = true;
+    started = Date.now();
     fetch(fragmentUrl(), { credentials: "same-origin", cache: "no-store" })
       .then(function (response) {
         if (!response.ok) { throw new Error("HTTP " + response.status); }
@@ -48,9 +50,11 @@
       });
   }
 
-  // At most one redraw every 100 ms, however many events arrive.
+  // An event redraws at once; the events of a burst after it, at most once per 100 ms.
   function schedule() {
-    if (pending === null) { pending = window.setTimeout(redraw, 100); }
+    if (pending === null) {
+      pending = window.setTimeout(redraw, Math.max(0, started + 100 - Date.now()));
+    }
   }
 
   function onEvent(message) {
