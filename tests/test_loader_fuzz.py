@@ -23,11 +23,13 @@ from statemachine.spec.documents import definition_from_dict, parse_definition
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 BUNDLED = [path.read_text(encoding="utf-8") for path in sorted(CONFIG.glob("*.yaml"))]
 YAML_SYNTAX = [*"{}[]:,-?&*!|>'\"#%@`~\\ \t\n", "<<: ", "&a ", "*a", "!!str ", "---\n"]
-FUZZ = settings(max_examples=1500, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
+# No wall-clock deadline: on a loaded machine it measures the machine. Each document's parse
+# is bounded in CPU time instead (assert_definition_or_spec_error).
+FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def assert_definition_or_spec_error(document: str | bytes) -> None:
-    started = time.perf_counter()
+    started = time.process_time()
     try:
         definition, locations = parse_definition(document, "fuzz.yaml")
     except SpecError as err:
@@ -38,8 +40,10 @@ def assert_definition_or_spec_error(document: str | bytes) -> None:
     else:
         assert isinstance(definition, PhaseSetDef)
         assert all(line >= 1 and column >= 1 for line, column in locations.values())
-    elapsed = time.perf_counter() - started
-    assert elapsed < 1.0, f"{elapsed:.2f} s for {document[:200]!r}"
+    # A guard against inputs that blow up (quadratic aliases, deep nesting): a parse takes
+    # milliseconds; one that takes a CPU second is a bug, whatever the machine's load.
+    elapsed = time.process_time() - started
+    assert elapsed < 1.0, f"{elapsed:.2f} s of CPU for {document[:200]!r}"
 
 
 @FUZZ
@@ -60,7 +64,7 @@ def test_any_yaml_like_text(text: str) -> None:
     assert_definition_or_spec_error(text)
 
 
-@settings(max_examples=1000, deadline=1000)
+@settings(max_examples=1000, deadline=None)
 @given(
     st.sampled_from(BUNDLED),
     st.integers(min_value=0),
@@ -83,7 +87,7 @@ _data = st.recursive(
 )
 
 
-@settings(max_examples=500, deadline=1000)
+@settings(max_examples=500, deadline=None)
 @given(st.dictionaries(st.sampled_from(["phasekit", "name", "statuses", "phases", "x"]), _data))
 def test_any_dict(data: dict[str, object]) -> None:
     try:

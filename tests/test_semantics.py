@@ -272,7 +272,7 @@ _json = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=1000)
+@settings(max_examples=300, deadline=None)
 @given(
     statuses=_json,
     transitions=_json,
