@@ -1298,3 +1298,34 @@ def test_a_sweep_needs_a_timezone_aware_now() -> None:
     with pytest.raises(InvalidArgument, match="no time zone"):
         naive.create_job("j")
     naive.close()
+
+
+def test_on_sqlite_a_claim_starts_from_the_deadline_index_not_from_the_jobs(
+    tmp_path: Path,
+) -> None:
+    """Without statistics (no ANALYZE), SQLite would start a join of phases and jobs from the
+    phase set's jobs: every job read by every claim. The claim has the phases alone in FROM."""
+    import sqlite3  # noqa: PLC0415
+
+    from sqlalchemy import event  # noqa: PLC0415
+    from sqlalchemy.engine import Engine  # noqa: PLC0415
+
+    store = SQLStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    statements: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        store.claim_due(T0, spec="deadlines", limit=10)
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+        store.close()
+    (claim,) = [(s, p) for s, p in statements if "deadline <=" in s and "SELECT" in s.upper()]
+    with sqlite3.connect(tmp_path / "jobs.db") as conn:
+        plan = " ".join(
+            str(row) for row in conn.execute(f"EXPLAIN QUERY PLAN {claim[0]}", claim[1])
+        )
+    assert "USING INDEX ix_phasekit_phases_deadline" in plan, plan
+    assert "SCAN" not in plan, plan

@@ -95,3 +95,26 @@ def test_a_cursor_must_be_a_time_with_a_zone_and_an_id() -> None:
             list_cursor(bad)
     with pytest.raises(InvalidArgumentType):
         MemoryStore().list(after=("x", "y"))  # type: ignore[arg-type]
+
+
+def test_a_sqlite_store_made_before_the_count_index_gets_it_and_counts_from_it(
+    tmp_path: Path,
+) -> None:
+    import sqlite3  # noqa: PLC0415
+
+    from statemachine.plugins.sql import SQLStore  # noqa: PLC0415
+
+    path = tmp_path / "jobs.db"
+    SQLStore(f"sqlite:///{path}").close()
+    SQLStore(f"sqlite:///{path}").count_jobs()  # tables made
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP INDEX ix_phasekit_jobs_spec_status")
+    store = SQLStore(f"sqlite:///{path}")
+    assert store.count_jobs() == {}
+    store.close()
+    with sqlite3.connect(path) as conn:
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT spec_name, status, count(*) FROM phasekit_jobs "
+            "GROUP BY spec_name, status"
+        ).fetchall()
+    assert "COVERING INDEX ix_phasekit_jobs_spec_status" in " ".join(str(row) for row in plan)

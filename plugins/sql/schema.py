@@ -1,4 +1,10 @@
-"""The SQL store's tables, as SQLAlchemy Core metadata a host can add to its migrations."""
+"""The SQL store's tables, as SQLAlchemy Core metadata a host can add to its migrations.
+
+``build_tables`` gives them with stock SQLAlchemy types only, so that a migration tool
+(``alembic revision --autogenerate``) writes a migration that runs as written. A store reads
+and writes the same tables through ``store_tables``, whose timestamp columns are typed
+``UTCDateTime``: the same DDL, converting values to and from UTC.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ from sqlalchemy import (
     Text,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from statemachine import InvalidArgument, InvalidArgumentType
 
@@ -34,6 +40,7 @@ __all__ = [
     "UTCDateTime",
     "build_tables",
     "check_identifier",
+    "store_tables",
     "tables_metadata",
 ]
 
@@ -57,6 +64,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     PostgreSQL keeps ``timestamptz``. SQLite has no time zones: the value is stored as UTC
     text and comes back with ``tzinfo=UTC``. A naive datetime is refused, never guessed.
+
+    Its DDL is its ``impl``'s, ``DateTime(timezone=True)``: the column type of the tables
+    ``build_tables`` gives, which migrations create. The store's own ``Tables``
+    (``store_tables``) use this type to read and write those columns.
     """
 
     impl = DateTime(timezone=True)
@@ -150,7 +161,24 @@ class Tables:
 
 
 def build_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables:
-    """The store's tables, named ``<prefix>jobs`` and so on, in ``schema`` if given."""
+    """The store's tables, named ``<prefix>jobs`` and so on, in ``schema`` if given.
+
+    Stock SQLAlchemy types only (timestamps are ``DateTime(timezone=True)``): what a host's
+    migrations create, e.g. Alembic's ``target_metadata = build_tables(prefix, schema).metadata``.
+    Read through them, a SQLite timestamp comes back naive (its UTC text, parsed); the store
+    reads through ``store_tables``, which gives every timestamp back in UTC.
+    """
+    return _tables(prefix, schema, DateTime(timezone=True))
+
+
+def store_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables:
+    """The tables of ``build_tables`` as the store reads and writes them: the same names,
+    columns and DDL, with the timestamp columns typed ``UTCDateTime`` (aware UTC values in
+    and out, on every backend)."""
+    return _tables(prefix, schema, UTCDateTime())
+
+
+def _tables(prefix: str, schema: str | None, timestamp: TypeEngine[datetime]) -> Tables:
     check_identifier(prefix, "table_prefix", allow_empty=True)
     if schema is not None:
         check_identifier(schema, "schema")
@@ -169,8 +197,8 @@ def build_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables
         Column("progress", Double, nullable=False),
         Column("version", BigInteger, nullable=False),
         Column("metadata", JSON, nullable=False),
-        Column("created_at", UTCDateTime, nullable=False),
-        Column("updated_at", UTCDateTime, nullable=False),
+        Column("created_at", timestamp, nullable=False),
+        Column("updated_at", timestamp, nullable=False),
         comment="One row per job: its aggregate, version and metadata.",
     )
     # Listing reads "most recently updated first, then by id": the indexes are in that order.
@@ -178,6 +206,8 @@ def build_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables
     Index(f"ix_{prefix}jobs_updated", *newest_first)
     Index(f"ix_{prefix}jobs_status_updated", jobs.c.status, *newest_first)
     Index(f"ix_{prefix}jobs_spec_updated", jobs.c.spec_name, *newest_first)
+    # Counting jobs per phase set and status (count_jobs) reads this index alone.
+    Index(f"ix_{prefix}jobs_spec_status", jobs.c.spec_name, jobs.c.status)
 
     phases = Table(
         f"{prefix}phases",
@@ -194,14 +224,14 @@ def build_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables
         Column("progress", Double, nullable=False),
         Column("items_processed", BigInteger, nullable=False),
         Column("items_total", BigInteger, nullable=True),
-        Column("started_at", UTCDateTime, nullable=True),
-        Column("completed_at", UTCDateTime, nullable=True),
-        Column("updated_at", UTCDateTime, nullable=True),
+        Column("started_at", timestamp, nullable=True),
+        Column("completed_at", timestamp, nullable=True),
+        Column("updated_at", timestamp, nullable=True),
         Column("error", Text, nullable=True),
-        Column("entered_at", UTCDateTime, nullable=True),
+        Column("entered_at", timestamp, nullable=True),
         # The phase's next deadline (its status's timeout or heartbeat); NULL only where its
         # status has none. Every commit writes it, so the sweep reads due phases from an index.
-        Column("deadline", UTCDateTime, nullable=True),
+        Column("deadline", timestamp, nullable=True),
         comment="One row per job and phase: the phase's status, counters and timestamps.",
     )
     # "Jobs whose extraction is not_started": a worker finding work, without a scan.
@@ -237,7 +267,7 @@ def build_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables
         Column("source", String, nullable=True),
         Column("dest", String, nullable=True),
         Column("error", Text, nullable=True),
-        Column("at", UTCDateTime, nullable=False),
+        Column("at", timestamp, nullable=False),
         Column("event", Text, nullable=False),
         # The caller's key for the change (a retried request commits it only once).
         Column("idempotency_key", String, nullable=True),
@@ -259,7 +289,7 @@ def build_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables
         Column("fingerprint", String, primary_key=True),
         Column("name", String, nullable=False),
         Column("definition", JSON, nullable=False),
-        Column("first_seen", UTCDateTime, nullable=False),
+        Column("first_seen", timestamp, nullable=False),
         comment="Every phase set the store has seen, by fingerprint.",
     )
     schema_info = Table(
@@ -289,17 +319,22 @@ def build_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables
         Column("job_id", String, nullable=False),
         Column("event_type", String, nullable=False),
         Column("version", BigInteger, nullable=False),
-        Column("at", UTCDateTime, nullable=False),
+        Column("at", timestamp, nullable=False),
         Column("event", Text, nullable=False),
         comment="The event log: every committed event, in commit order (position).",
         sqlite_autoincrement=True,
     )
-    Index(f"ix_{prefix}events_position", events.c.position, unique=True).ddl_if(
-        dialect="postgresql"
-    )
+    # Both serve PostgreSQL's numbering. On SQLite they are partial on the rows with a
+    # position, of which there are none there: they exist (a migration tool makes every
+    # index of the metadata, on any database) and cost a commit nothing.
+    numbered = events.c.position.is_not(None)
+    Index(f"ix_{prefix}events_position", events.c.position, unique=True, sqlite_where=numbered)
     Index(
-        f"ix_{prefix}events_unnumbered", events.c.id, postgresql_where=events.c.position.is_(None)
-    ).ddl_if(dialect="postgresql")
+        f"ix_{prefix}events_unnumbered",
+        events.c.id,
+        postgresql_where=events.c.position.is_(None),
+        sqlite_where=numbered,
+    )
     event_sequence = Table(
         f"{prefix}event_sequence",
         metadata,
@@ -313,12 +348,12 @@ def build_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables
         Column("notifier", String, primary_key=True),
         Column("position", BigInteger, nullable=False),
         Column("attempts", Integer, nullable=False),
-        Column("retry_at", UTCDateTime, nullable=True),
+        Column("retry_at", timestamp, nullable=True),
         Column("disabled", Text, nullable=True),
         Column("last_error", Text, nullable=True),
         Column("owner", String, nullable=True),
-        Column("lease_until", UTCDateTime, nullable=True),
-        Column("updated_at", UTCDateTime, nullable=False),
+        Column("lease_until", timestamp, nullable=True),
+        Column("updated_at", timestamp, nullable=False),
         comment="Per notifier: the last position delivered, retries, and the relay's lease.",
     )
     dead_letters = Table(
@@ -330,7 +365,7 @@ def build_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables
         Column("event", Text, nullable=False),
         Column("reason", Text, nullable=False),
         Column("attempts", Integer, nullable=False),
-        Column("at", UTCDateTime, nullable=False),
+        Column("at", timestamp, nullable=False),
         comment="Events a notifier could not deliver, kept until delivered again.",
     )
     return Tables(
@@ -350,9 +385,11 @@ def build_tables(prefix: str = "phasekit_", schema: str | None = None) -> Tables
 def tables_metadata(table_prefix: str = "phasekit_", schema: str | None = None) -> MetaData:
     """The SQL store's tables as SQLAlchemy ``MetaData``, for a host's own migrations.
 
-    ``alembic revision --autogenerate`` against it gives a migration that creates exactly
-    the tables ``SQLStore(..., table_prefix=..., schema=...)`` uses; open the store with
-    ``create_tables=False`` then. The ``<prefix>schema`` table is part of it: a store checks
-    the version recorded there when it opens (and records it in tables without one).
+    ``build_tables(table_prefix, schema).metadata``: stock SQLAlchemy types only, so
+    ``alembic revision --autogenerate`` against it gives a migration that runs as written
+    and creates exactly the tables ``SQLStore(..., table_prefix=..., schema=...)`` uses;
+    open the store with ``create_tables=False`` then. The ``<prefix>schema`` table is part
+    of it: a store checks the version recorded there when it opens, and records it in
+    tables without one (as a migration leaves them).
     """
     return build_tables(table_prefix, schema).metadata

@@ -67,7 +67,7 @@ from .rows import (
     phase_params,
     records_from_rows,
 )
-from .schema import SCHEMA_VERSION, Tables, build_tables
+from .schema import SCHEMA_VERSION, Tables, build_tables, store_tables
 from .statements import WriteStatements
 
 #: The largest value of the databases' 64-bit integers, and so of a limit or an offset.
@@ -156,7 +156,10 @@ class SQLStore:
                 "this process"
             )
         self.engine = engine
-        self.tables: Tables = build_tables(table_prefix, schema)
+        #: The tables the store reads and writes through (timestamps typed ``UTCDateTime``).
+        self.tables: Tables = store_tables(table_prefix, schema)
+        # The same tables with stock types only: what the store creates, and hosts migrate.
+        self._metadata = build_tables(table_prefix, schema).metadata
         self.schema = schema
         self.create_tables = create_tables
         self._sqlite = backend == "sqlite"
@@ -195,7 +198,7 @@ class SQLStore:
         events = self.tables.events
         # Where an event's position is. SQLite commits one transaction at a time, so the
         # order of insertion is the order of commit: the position is the row's id (the
-        # position column, and its indexes, exist on PostgreSQL only).
+        # position column is used on PostgreSQL only; on SQLite it, and its indexes, stay empty).
         self._position = events.c.id if self._sqlite else events.c.position
         self._listener: _Listener | None = None
 
@@ -211,8 +214,9 @@ class SQLStore:
 
     @property
     def metadata(self) -> MetaData:
-        """The store's tables, for a host's migrations (e.g. Alembic's ``target_metadata``)."""
-        return self.tables.metadata
+        """The store's tables, for a host's migrations (e.g. Alembic's ``target_metadata``):
+        ``build_tables(table_prefix, schema).metadata``, stock SQLAlchemy types only."""
+        return self._metadata
 
     # -- the Store protocol ------------------------------------------------------------------
 
@@ -519,10 +523,18 @@ class SQLStore:
         transaction at a time, which splits them as well.
         """
         phases, jobs = self.tables.phases, self.tables.jobs
+        # Phases alone in FROM, the job's phase set an EXISTS on its primary key: the plan
+        # has to start from the deadline index, and costs what the due phases cost. (A join
+        # lets SQLite, without statistics, start from the jobs of the phase set instead:
+        # every job read on every claim.)
+        of_spec = (
+            select(jobs.c.job_id)
+            .where(jobs.c.job_id == phases.c.job_id, jobs.c.spec_name == bindparam("spec"))
+            .exists()
+        )
         query = (
             select(phases.c.job_id, phases.c.phase_name, phases.c.status, phases.c.deadline)
-            .join(jobs, jobs.c.job_id == phases.c.job_id)
-            .where(phases.c.deadline <= bindparam("now"), jobs.c.spec_name == bindparam("spec"))
+            .where(phases.c.deadline <= bindparam("now"), of_spec)
             .order_by(phases.c.deadline)
             .limit(bindparam("limit"))
         )
@@ -933,6 +945,10 @@ class SQLStore:
                         if not self._sqlite and self.schema is not None:
                             conn.execute(CreateSchema(self.schema, if_not_exists=True))
                         self.metadata.create_all(conn)
+                        # Indexes added since the tables were made (create_all makes a table's
+                        # indexes only with the table).
+                        for index in self.tables.jobs.indexes:
+                            index.create(conn, checkfirst=True)
                     self._check_schema(conn)
             except PersistenceError:
                 raise
