@@ -183,6 +183,8 @@ def test_the_readme_shows_the_dashboard_and_the_two_commands_to_see_it() -> None
         ["phasekit", "demo"],
         ["phasekit", "serve"],
     ]
-    for image in re.findall(r"\((docs/dashboard[\w-]*\.png)\)", section):
+    images = re.findall(r"\((?:https://[^)\s]*/main/)?(docs/dashboard[\w-]*\.png)\)", section)
+    assert sorted(images) == ["docs/dashboard-job.png", "docs/dashboard.png"]
+    for image in images:
         assert (ROOT / image).stat().st_size > 10_000, image
     assert "docs/dashboard.png" in section and "docs/dashboard-job.png" in section

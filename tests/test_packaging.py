@@ -1,14 +1,19 @@
-"""A non-editable install into a fresh virtualenv works from any folder, plugins included."""
+"""The distributions: an sdist whose tests pass unpacked, a wheel that installs into a fresh
+virtualenv and works from any folder (plugins included), both clean for the package index."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
+import tomllib
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +22,19 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
-#: What a source distribution of phasekit is made of (tests, caches and builds left out).
+#: A checkout as a fresh clone has it (caches, builds and databases left out).
 SOURCE_IGNORE = shutil.ignore_patterns(
-    ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", ".venv",
-    "tests", "*.db", "*.db-*", "*.log",
+    ".git", "build", "dist", "*.egg-info", "__pycache__", "*.py[cod]", ".*_cache", ".hypothesis",
+    ".venv", ".venv-*", "*.db", "*.db-*", "*.log",
 )  # fmt: skip
+#: What the sdist holds beside the packages: what the test suite reads (MANIFEST.in).
+SDIST_FOLDERS = ("docs", "examples", "tests", "benchmarks", ".ci")
+#: The tests run from the unpacked sdist, and what they import beyond phasekit's extras.
+SDIST_TESTS = ("tests/test_docs.py", "tests/test_examples.py")
+SDIST_TEST_EXTRAS = "postgresql,async"
+SDIST_TEST_REQUIREMENTS = ("pytest", "hypothesis", "fastapi", "schemathesis")
+#: Left out there: a property-based run of the API (18 s), which the checkout runs.
+SDIST_SLOW_TEST = "tests/test_examples.py::test_the_service_answers_as_its_openapi_document_says"
 
 GOOD_PLUGIN = '''\
 """A third-party plugin: a guard, found through its entry point."""
@@ -91,6 +104,43 @@ def _clean_env(venv: Path) -> dict[str, str]:
     return env
 
 
+@dataclass(frozen=True)
+class Distributions:
+    """The sdist and wheel ``python -m build`` makes of a copy of the checkout."""
+
+    source: Path
+    sdist: Path
+    wheel: Path
+
+    def sdist_names(self) -> set[str]:
+        """The sdist's files, relative to its top folder."""
+        with tarfile.open(self.sdist) as archive:
+            return {
+                name.split("/", 1)[1]
+                for name in archive.getnames()
+                if "/" in name and archive.getmember(name).isfile()
+            }
+
+
+@pytest.fixture(scope="module")
+def distributions(tmp_path_factory: pytest.TempPathFactory) -> Distributions:
+    # As a release is made: the sdist first, then the wheel built from the unpacked sdist
+    # (so a file the sdist misses breaks the wheel too).
+    pytest.importorskip("build", reason="python -m build needs the dev extra's build")
+    root = tmp_path_factory.mktemp("dist")
+    source = root / "phasekit-src"
+    shutil.copytree(REPO, source, ignore=SOURCE_IGNORE)
+    out = root / "dist"
+    built = subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(out), str(source)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout + built.stderr
+    (sdist,) = out.glob("phasekit-*.tar.gz")
+    (wheel,) = out.glob("phasekit-*.whl")
+    return Distributions(source, sdist, wheel)
+
+
 class Installed:
     """phasekit installed (not editable) in a fresh virtualenv, with two plugin packages."""
 
@@ -123,22 +173,17 @@ class Installed:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+def installed(
+    tmp_path_factory: pytest.TempPathFactory, distributions: Distributions
+) -> Iterator[Installed]:
     root = tmp_path_factory.mktemp("packaging")
-    source = root / "phasekit-src"
-    shutil.copytree(REPO, source, ignore=SOURCE_IGNORE)
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     env = _clean_env(venv)
     pip = [str(venv / "bin" / "python"), "-m", "pip"]
-    wheels = root / "wheels"
-    # Build the wheel first so its contents can be checked, then install it (and the two
-    # plugin projects) as a user would; pip's cache keeps repeated runs quick.
-    subprocess.run(
-        [*pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(source)],
-        check=True, env=env, timeout=300,
-    )  # fmt: skip
-    (wheel,) = wheels.glob("phasekit-*.whl")
+    # The built wheel (its contents are checked below), installed with the two plugin
+    # projects as a user would; pip's cache keeps repeated runs quick.
+    wheel = distributions.wheel
     good = _plugin_project(
         root / "good", "phasekit-good-plugin", "good", "phasekit_good_plugin", GOOD_PLUGIN
     )
@@ -357,3 +402,139 @@ def test_an_editable_install_imports_the_bundled_plugins_and_phase_sets(
         "statemachine.plugins.sql",
         "statemachine.plugins.webhook",
     ]
+
+
+# -- the sdist, the package index --------------------------------------------------------------
+
+
+def _files_under(root: Path, folder: str) -> set[str]:
+    return {
+        path.relative_to(root).as_posix() for path in (root / folder).rglob("*") if path.is_file()
+    }
+
+
+def test_the_sdist_holds_the_docs_examples_and_everything_the_tests_read(
+    distributions: Distributions,
+) -> None:
+    names = distributions.sdist_names()
+    for folder in SDIST_FOLDERS:
+        wanted = _files_under(distributions.source, folder)
+        assert wanted, folder
+        assert wanted <= names, sorted(wanted - names)
+    for name in (
+        "LICENSE",
+        "README.md",
+        "pyproject.toml",
+        "docs/dashboard.png",
+        "tests/conftest.py",
+    ):
+        assert name in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".db"))]
+
+
+def test_the_tests_pass_from_the_unpacked_sdist(
+    distributions: Distributions, tmp_path: Path
+) -> None:
+    with tarfile.open(distributions.sdist) as archive:
+        if hasattr(tarfile, "data_filter"):  # Python 3.11.4 and later
+            archive.extractall(tmp_path, filter="data")
+        else:  # pragma: no cover
+            archive.extractall(tmp_path)  # our own sdist
+    (unpacked,) = tmp_path.glob("phasekit-*")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    env = _clean_env(venv)
+    python = str(venv / "bin" / "python")
+    # The wheel built from this sdist (pip would build the same from it, more slowly).
+    subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--no-compile",
+         f"phasekit[{SDIST_TEST_EXTRAS}] @ {distributions.wheel.as_uri()}",
+         *SDIST_TEST_REQUIREMENTS],
+        check=True, env=env, timeout=900,
+    )  # fmt: skip
+    # -P and --import-mode=append: the tests import the installed sdist, not the unpacked
+    # sources beside them (which the docs' tests read as files).
+    where = subprocess.run(
+        [python, "-P", "-c", "import statemachine.plugins.sql; print(statemachine.__file__)"],
+        cwd=unpacked, env=env, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert Path(where.stdout.strip()).is_relative_to(venv)
+    result = subprocess.run(
+        [python, "-P", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--import-mode=append",
+         *SDIST_TESTS, "--deselect", SDIST_SLOW_TEST],
+        cwd=unpacked, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    summary = result.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "skipped" not in summary, summary
+
+
+def test_the_distributions_pass_twine_check_and_check_wheel_contents(
+    distributions: Distributions,
+) -> None:
+    for module in ("twine", "check_wheel_contents"):
+        pytest.importorskip(module, reason=f"{module} comes with the dev extra")
+    for command in (
+        ["twine", "check", "--strict", str(distributions.sdist), str(distributions.wheel)],
+        ["check_wheel_contents", str(distributions.wheel)],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", *command],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, (command, result.stdout, result.stderr)
+        assert "WARNING" not in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def _project() -> dict[str, Any]:
+    project: dict[str, Any] = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return project
+
+
+def test_the_wheel_names_the_project_urls_all_on_the_repository(
+    distributions: Distributions,
+) -> None:
+    urls: dict[str, str] = _project()["urls"]
+    assert set(urls) == {"Homepage", "Documentation", "Repository", "Issues", "Changelog"}
+    assert all(url.startswith(urls["Repository"]) for url in urls.values())
+    with zipfile.ZipFile(distributions.wheel) as wheel:
+        (metadata,) = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+        lines = wheel.read(metadata).decode().splitlines()
+    assert {line for line in lines if line.startswith("Project-URL: ")} == {
+        f"Project-URL: {label}, {url}" for label, url in urls.items()
+    }
+
+
+def _readme_links() -> list[tuple[bool, str]]:
+    """Every link of the README, outside code: (whether it is an image, its target)."""
+    text = (REPO / "README.md").read_text()
+    text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)  # code blocks
+    text = re.sub(r"`[^`\n]*`", "code", text)  # code spans
+    links = [
+        (bang == "!", target) for bang, target in re.findall(r"(!?)\[[^\]]*\]\(([^)\s]+)", text)
+    ]
+    links += [(False, t) for t in re.findall(r"^\s*\[[^\]]+\]:\s*(\S+)", text, re.M)]
+    links += [
+        (tag == "img", t) for tag, t in re.findall(r"<(\w+)[^>]*?(?:src|href)=\"([^\"]+)\"", text)
+    ]
+    return links
+
+
+def test_the_readme_links_are_absolute_so_they_work_on_the_package_index() -> None:
+    # The package index renders README.md alone: a link relative to the repository is dead
+    # there. Links into the repository go to its main branch, and to a file it has.
+    repository = _project()["urls"]["Repository"]
+    links = _readme_links()
+    assert len(links) > 10
+    for image, target in links:
+        if target.startswith("#"):
+            continue
+        assert re.match(r"https?://", target), f"{target}: relative, dead on the package index"
+        if not target.startswith(f"{repository}/"):
+            continue
+        where = re.fullmatch(rf"{re.escape(repository)}/(blob|tree|raw)/main/(.+)", target)
+        assert where, f"{target}: not a file or folder of {repository}'s main branch"
+        kind, path = where.groups()
+        assert (kind == "raw") == image, f"{target}: images are raw files, links blob or tree"
+        found = REPO / path.split("#", 1)[0]
+        assert found.is_dir() if kind == "tree" else found.is_file(), f"{target}: no {path}"
