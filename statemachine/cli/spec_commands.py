@@ -11,21 +11,33 @@ from rich.text import Text
 
 from ..errors import SpecError, SpecIssue
 from ..runtime import PhaseSet, check_spec, load_spec, parse_spec, to_dot, to_mermaid
+from ..runtime.diagram import overview_dot, overview_mermaid
 from ..spec import MAX_DOCUMENT_BYTES, PhaseSetDef
 from .app import EXIT_ERROR, cli
 from .output import console
 from .stores import StoreSession, store_options
 
-__all__ = ["graph", "schema", "schema_json", "validate"]
+__all__ = ["SCHEMA_ID", "graph", "schema", "schema_json", "validate"]
 
 #: The JSON Schema dialect pydantic generates.
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+#: The schema's ``$id``: where the repository (``[project.urls]``) serves the shipped file, and
+#: what the bundled phase sets' ``# yaml-language-server: $schema=`` modelines point at.
+SCHEMA_ID = "https://raw.githubusercontent.com/phasekit/phasekit/main/config/phasekit.schema.json"
 STDIN = "-"
 
 
 def schema_json() -> str:
     """The JSON Schema of the phase-set format, as shipped in ``config/phasekit.schema.json``."""
-    schema = {"$schema": JSON_SCHEMA_DIALECT, **PhaseSetDef.model_json_schema()}
+    schema = {
+        "$schema": JSON_SCHEMA_DIALECT,
+        "$id": SCHEMA_ID,
+        "$comment": (
+            "phasekit validate also checks the cross-reference rules JSON Schema cannot "
+            "express: docs/format.md, 'What the schema cannot check'."
+        ),
+        **PhaseSetDef.model_json_schema(),
+    }
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 
@@ -100,19 +112,31 @@ def validate(ctx: click.Context, files: tuple[str, ...], strict: bool, output_fo
     show_default=True,
     help="mermaid: stateDiagram-v2 (renders on GitHub); dot: Graphviz.",
 )
+@click.option(
+    "--overview",
+    is_flag=True,
+    help="Draw the whole job instead: its phases in order with their weights, and the "
+    "aggregation rules (with --job, each phase's status and the rule that fires).",
+)
 @click.option("--job", "job_id", metavar="ID", help="Highlight the statuses of a stored job.")
 @store_options
 def graph(
+    *,
     file: str | None,
     output_format: str,
+    overview: bool,
     job_id: str | None,
     store_url: str,
     config_path: Path | None,
 ) -> None:
-    """Draw a phase set's statuses and transitions (FILE may be a bundled name)."""
+    """Draw a phase set's statuses and transitions, or with --overview its phases and
+    aggregation rules (FILE may be a bundled name)."""
     if file is None and job_id is None:
         raise click.UsageError("give a phase-set FILE, or --job ID to draw a stored job")
-    render = to_dot if output_format == "dot" else to_mermaid
+    if overview:
+        render = overview_dot if output_format == "dot" else overview_mermaid
+    else:
+        render = to_dot if output_format == "dot" else to_mermaid
     if job_id is None:
         assert file is not None
         click.echo(render(_load(file)), nl=False)

@@ -52,15 +52,31 @@
     section.classList.add("drawn");
   }
 
-  // Name each state of the drawing by its status: Mermaid's ids are "<id>-state-<name>-<n>",
-  // and status names are identifiers.
-  function label(node, id) {
-    var pattern = new RegExp("^" + id + "-state-([A-Za-z][A-Za-z0-9_]*)-\\d+$");
+  // The status of each state id of ``source``: to_mermaid declares every state first as
+  // 'state "<status>" as <id>' ('state "<status><br/>…" as <id>' with deadlines), the id the
+  // status's name unless Mermaid would misread it (a status named "note" is "_note").
+  var DECLARATION = /^\s*state "([A-Za-z][A-Za-z0-9_]*)(?:<br\/>[^"]*)?" as (\w+)\s*$/;
+  function statusesOf(source) {
+    var statuses = {};
+    source.split("\n").forEach(function (line) {
+      var match = DECLARATION.exec(line);
+      if (match) { statuses[match[2]] = match[1]; }
+    });
+    return statuses;
+  }
+
+  // Name each state of the drawing by its status: Mermaid's ids are "<id>-state-<state>-<n>",
+  // <state> the id the source gave the state.
+  function label(node, id, source) {
+    var statuses = statusesOf(source);
+    var pattern = new RegExp("^" + id + "-state-(\\w+)-\\d+$");
     Array.prototype.forEach.call(
       node.querySelectorAll("g.node.statediagram-state"),
       function (state) {
         var match = pattern.exec(state.id);
-        if (match) { state.setAttribute("data-status", match[1]); }
+        if (match && Object.prototype.hasOwnProperty.call(statuses, match[1])) {
+          state.setAttribute("data-status", statuses[match[1]]);
+        }
       });
   }
 
@@ -80,7 +96,7 @@
         node.className = "drawing";
         node.setAttribute("data-statuses", wanted.statuses);
         node.innerHTML = result.svg;
-        label(node, id);
+        label(node, id, wanted.source);
         var first = drawn === null;
         drawn = { source: wanted.source, statuses: wanted.statuses, node: node };
         show(node);
