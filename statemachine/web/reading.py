@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, final
@@ -21,6 +22,9 @@ from ..store import HistoryEvent, JobCounter, JobRecord, SpecArchive, Store
 __all__ = ["StoreReader", "job_id_from_raw_path"]
 
 log = logging.getLogger("phasekit.web")
+
+#: How long one count of the store's jobs per status serves the list pages (seconds).
+COUNTS_TTL = 1.0
 
 
 def job_id_from_raw_path(raw_path: str, prefix: str) -> tuple[str, str | None]:
@@ -47,7 +51,7 @@ class StoreReader:
     A fingerprint names one definition for good, so what was found is kept.
     """
 
-    __slots__ = ("_counts", "_keyset", "_lock", "_phase_sets", "_spec_filter", "store")
+    __slots__ = ("_counted", "_counts", "_keyset", "_lock", "_phase_sets", "_spec_filter", "store")
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -57,6 +61,7 @@ class StoreReader:
         self._spec_filter = "spec" in listing
         self._keyset = "after" in listing
         self._counts = isinstance(store, JobCounter)
+        self._counted: tuple[float, dict[tuple[str, str], int]] | None = None
 
     async def job(self, job_id: str) -> JobRecord | None:
         """The stored job, or None (also for an id no job can have)."""
@@ -100,12 +105,25 @@ class StoreReader:
 
     async def counts(self) -> dict[tuple[str, str], int] | None:
         """The number of jobs of each ``(phase set, status)`` in the whole store, or None
-        when the store cannot count without reading every job."""
+        when the store cannot count without reading every job.
+
+        Counting reads every job's row (an index of them), so one count serves every page
+        of this process for ``COUNTS_TTL`` seconds: live pages refetch on every burst of
+        events, and counting for each would make the dashboard's cost grow with the store.
+        """
         if not self._counts:
             return None
         store = self.store
         assert isinstance(store, JobCounter)
-        return await run_in_threadpool(store.count_jobs)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._counted
+        if cached is not None and now - cached[0] < COUNTS_TTL:
+            return cached[1]
+        counted = await run_in_threadpool(store.count_jobs)
+        with self._lock:
+            self._counted = (now, counted)
+        return counted
 
     async def history(self, job_id: str) -> list[HistoryEvent]:
         """The job's history, oldest first."""
