@@ -14,7 +14,9 @@ import psycopg
 
 from statemachine import PhaseSet, load_spec
 
-from .databases import pg_schema, sqlite_database
+from .dashboard import dashboard_figures
+from .databases import libpq_url, pg_schema, sqlite_database
+from .deadlines import deadline_figures
 from .delivery import delivery_figures
 from .durable import commit_figures, progress_figures
 from .harness import Figure, Settings
@@ -27,7 +29,18 @@ from .throughput import throughput_figures
 from .triggers import hook_figures, trigger_figures
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-SECTIONS = ("spec", "trigger", "hooks", "sqlite", "postgresql", "delivery", "hosts", "scale")
+SECTIONS = (
+    "spec",
+    "trigger",
+    "hooks",
+    "sqlite",
+    "postgresql",
+    "delivery",
+    "hosts",
+    "scale",
+    "deadlines",
+    "dashboard",
+)
 PG_ENV = "PHASEKIT_PG_URL"
 
 
@@ -90,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(
         quick=args.quick,
         rounds=args.rounds or (5 if args.quick else 15),
-        pg_url=args.pg_url,
+        pg_url=libpq_url(args.pg_url) if args.pg_url else None,
         psm=not args.no_psm,
     )
     spec = load_spec("ingestion")
@@ -121,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     section("delivery", lambda: _delivery(settings, spec, machine))
     section("hosts", lambda: host_figures(settings, spec, machine))
     section("scale", lambda: scale_figures(settings, spec))
+    section("deadlines", lambda: _deadlines(settings, machine))
+    section("dashboard", lambda: dashboard_figures(settings, machine))
 
     print(table(figures))
     seconds = time.perf_counter() - started
@@ -157,6 +172,28 @@ def _postgres(settings: Settings, spec: PhaseSet, machine: dict[str, str]) -> li
     machine["PostgreSQL server"] = pg_server_version(settings.pg_url)
     with pg_schema(settings.pg_url) as db:
         return commit_figures(settings, spec, db) + throughput_figures(settings, db)
+
+
+def _deadlines(settings: Settings, machine: dict[str, str]) -> list[Figure]:
+    """The deadline figures: SQLite always, PostgreSQL when its server answers."""
+    with (
+        tempfile.TemporaryDirectory(prefix="phasekit-bench-") as folder,
+        sqlite_database(Path(folder)) as db,
+    ):
+        figures = deadline_figures(settings, db)
+    section = "9. Deadlines"
+    if not settings.pg_url:
+        return [
+            *figures,
+            _skipped(section, "PostgreSQL deadline figures", f"skipped: ${PG_ENV} is not set"),
+        ]
+    why = _pg_reachable(settings.pg_url)
+    if why is not None:
+        why = f"skipped: server unreachable: {why}"
+        return [*figures, _skipped(section, "PostgreSQL deadline figures", why)]
+    machine["PostgreSQL server"] = pg_server_version(settings.pg_url)
+    with pg_schema(settings.pg_url) as db:
+        return figures + deadline_figures(settings, db)
 
 
 def _delivery(settings: Settings, spec: PhaseSet, machine: dict[str, str]) -> list[Figure]:

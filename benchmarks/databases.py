@@ -23,10 +23,19 @@ from statemachine import PhaseSet, Tracker
 
 from .handwritten import HandWrittenJob
 
-__all__ = ["Database", "pg_schema", "sqlite_database"]
+__all__ = ["Database", "libpq_url", "pg_schema", "sqlite_database"]
 
 STORE_PREFIX = "store_"
 HAND_PREFIX = "hand_"
+
+
+def libpq_url(url: str) -> str:
+    """``url`` as libpq (psycopg's ``connect``) reads it: ``postgresql+psycopg://`` is the
+    SQLAlchemy spelling of ``postgresql://``, which the store also takes."""
+    for spelling in ("postgresql+psycopg://", "postgres+psycopg://"):
+        if url.startswith(spelling):
+            return "postgresql://" + url.removeprefix(spelling)
+    return url
 
 
 @dataclass(frozen=True, slots=True)
