@@ -15,7 +15,7 @@ import psycopg
 from statemachine import PhaseSet, load_spec
 
 from .dashboard import dashboard_figures
-from .databases import libpq_url, pg_schema, sqlite_database
+from .databases import PG_ENV, libpq_url, pg_schema, sqlite_database
 from .deadlines import deadline_figures
 from .delivery import delivery_figures
 from .durable import commit_figures, progress_figures
@@ -41,7 +41,6 @@ SECTIONS = (
     "deadlines",
     "dashboard",
 )
-PG_ENV = "PHASEKIT_PG_URL"
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:

@@ -44,11 +44,20 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 import psycopg
 from sqlalchemy import event
-from statemachine.plugins.sql import SQLStore, build_tables
+from statemachine.plugins.sql import SQLStore
 
 from statemachine import JobState, PhaseSet, load_spec
 
-from .databases import STORE_PREFIX, Database, libpq_url, pg_schema, sqlite_database
+from . import stages
+from .databases import (
+    STORE_PREFIX,
+    Database,
+    StoreTables,
+    libpq_url,
+    pg_schema,
+    pg_unusable,
+    sqlite_database,
+)
 from .harness import Case, Figure, Settings, Target, batch, interleaved, median
 from .machine import pg_server_version
 
@@ -56,7 +65,6 @@ __all__ = ["dashboard_figures"]
 
 SECTION = "10. Dashboard"
 MS = 1e3
-PG_ENV = "PHASEKIT_PG_URL"
 PAGE = 100  # the list's default page
 FULL_JOBS = 100_000
 QUICK_JOBS = 10_000
@@ -76,49 +84,16 @@ NEWEST = TEMPLATES_AT + timedelta(days=2)
 LIVE_JOB = "live-dashboard-job"
 
 
-# -- the templates: one job per state, driven through the API -------------------------------
-
-
-def _not_started(job: JobState) -> None:
-    pass
-
-
-def _discovery_running(job: JobState) -> None:
-    job.phases["discovery"].start()
-
-
-def _extraction_running(job: JobState) -> None:
-    job.phases["discovery"].start()
-    job.phases["discovery"].complete()
-    job.phases["extraction"].start()
-    job.phases["extraction"].update_progress(50, 200)
-
-
-def _extraction_paused(job: JobState) -> None:
-    _extraction_running(job)
-    job.phases["extraction"].pause()
-
-
-def _completed(job: JobState) -> None:
-    for phase in job.phases.values():
-        phase.start()
-        phase.complete()
-
-
-def _failed(job: JobState) -> None:
-    job.phases["discovery"].start()
-    job.phases["discovery"].complete()
-    job.phases["extraction"].start()
-    job.phases["extraction"].fail("disk full")
+# -- the templates: one job per state (benchmarks/stages.py) -------------------------------
 
 
 KINDS: tuple[Callable[[JobState], None], ...] = (
-    _not_started,
-    _discovery_running,
-    _extraction_running,
-    _extraction_paused,
-    _completed,
-    _failed,
+    stages.not_started,
+    stages.discovery_running,
+    stages.extraction_running,
+    stages.extraction_paused,
+    stages.completed,
+    stages.failed,
 )
 
 
@@ -129,18 +104,7 @@ def job_id(i: int) -> str:
 # -- loading ----------------------------------------------------------------------------------
 
 
-class _Tables:
-    """The store's table names and columns, as the driver sees them."""
-
-    def __init__(self, db: Database) -> None:
-        tables = build_tables(STORE_PREFIX, db.schema)
-        self.job_columns = [c.name for c in tables.jobs.columns]
-        self.phase_columns = [c.name for c in tables.phases.columns]
-        where = "" if db.schema is None else f'"{db.schema}".'
-        self.jobs = f"{where}{STORE_PREFIX}jobs"
-        self.phases = f"{where}{STORE_PREFIX}phases"
-        self.history = f"{where}{STORE_PREFIX}history"
-        self.events = f"{where}{STORE_PREFIX}events"
+_Tables = StoreTables
 
 
 def _copy_sqlite(db: Database, t: _Tables, jobs: int) -> None:
@@ -886,19 +850,6 @@ def store_channel(db: Database) -> str | None:
 # -- the section ----------------------------------------------------------------------------
 
 
-def _pg_unusable(url: str | None) -> str | None:
-    """Why the PostgreSQL figures are skipped, or None when the server answers."""
-    if not url:
-        return f"skipped: ${PG_ENV} is not set"
-    try:
-        with psycopg.connect(url, connect_timeout=5) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"skipped: server unreachable: {why}"
-    return None
-
-
 def backend_figures(settings: Settings, spec: PhaseSet, db: Database) -> list[Figure]:
     """Load the store, serve it, measure the list and the live page."""
     from statemachine.web import create_app  # noqa: PLC0415
@@ -934,7 +885,7 @@ def dashboard_figures(settings: Settings, machine: dict[str, str]) -> list[Figur
         sqlite_database(Path(folder)) as db,
     ):
         figures += backend_figures(settings, spec, db)
-    skipped = _pg_unusable(settings.pg_url)
+    skipped = pg_unusable(settings.pg_url)
     if skipped is not None:
         return [*figures, _unavailable("postgresql", "PostgreSQL dashboard figures", skipped)]
     assert settings.pg_url is not None

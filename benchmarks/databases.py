@@ -23,8 +23,18 @@ from statemachine import PhaseSet, Tracker
 
 from .handwritten import HandWrittenJob
 
-__all__ = ["Database", "libpq_url", "pg_schema", "sqlite_database"]
+__all__ = [
+    "PG_ENV",
+    "Database",
+    "StoreTables",
+    "libpq_url",
+    "pg_schema",
+    "pg_unusable",
+    "sqlite_database",
+]
 
+#: Where the PostgreSQL server's URL comes from when --pg-url is not given.
+PG_ENV = "PHASEKIT_PG_URL"
 STORE_PREFIX = "store_"
 HAND_PREFIX = "hand_"
 
@@ -111,3 +121,30 @@ def pg_schema(url: str) -> Iterator[Database]:
         with engine.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         engine.dispose()
+
+
+def pg_unusable(url: str | None) -> str | None:
+    """Why the PostgreSQL figures are skipped, or None when the server answers."""
+    if not url:
+        return f"skipped: ${PG_ENV} is not set"
+    try:
+        with psycopg.connect(libpq_url(url), connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"skipped: server unreachable: {why}"
+    return None
+
+
+class StoreTables:
+    """The store's table names (schema-qualified) and columns, as a driver's SQL names them."""
+
+    def __init__(self, db: Database) -> None:
+        tables = build_tables(STORE_PREFIX, db.schema)
+        self.job_columns = [c.name for c in tables.jobs.columns]
+        self.phase_columns = [c.name for c in tables.phases.columns]
+        where = "" if db.schema is None else f'"{db.schema}".'
+        self.jobs = f"{where}{STORE_PREFIX}jobs"
+        self.phases = f"{where}{STORE_PREFIX}phases"
+        self.history = f"{where}{STORE_PREFIX}history"
+        self.events = f"{where}{STORE_PREFIX}events"

@@ -33,11 +33,11 @@ from typing import Any
 import psycopg
 import yaml
 from sqlalchemy import event
-from statemachine.plugins.sql import build_tables
 
 from statemachine import JobState, PhaseSet, Tracker, load_spec, parse_spec
 
-from .databases import STORE_PREFIX, Database, libpq_url
+from . import stages
+from .databases import STORE_PREFIX, Database, StoreTables, libpq_url
 from .harness import Case, Figure, Settings, Target, batch, interleaved, pause_resume
 from .profiles import profile_if_missed
 
@@ -74,58 +74,18 @@ def deadline_spec() -> PhaseSet:
     return parse_spec(yaml.safe_dump(definition, sort_keys=False), filename="<deadlines>")
 
 
-# -- the templates: one job per state, driven through the API -------------------------------
-
-
-def _extraction_running(job: JobState) -> None:
-    job.phases["discovery"].start()
-    job.phases["discovery"].complete()
-    job.phases["extraction"].start()
-    job.phases["extraction"].update_progress(50, 200)
-
-
-def _discovery_running(job: JobState) -> None:
-    job.phases["discovery"].start()
-
-
-def _extraction_paused(job: JobState) -> None:
-    _extraction_running(job)
-    job.phases["extraction"].pause()
-
-
-def _loading_running(job: JobState) -> None:
-    for name in ("discovery", "extraction", "transformation"):
-        job.phases[name].start()
-        job.phases[name].complete()
-    job.phases["loading"].start()
-
-
-def _completed(job: JobState) -> None:
-    for phase in job.phases.values():
-        phase.start()
-        phase.complete()
-
-
-def _failed(job: JobState) -> None:
-    job.phases["discovery"].start()
-    job.phases["discovery"].complete()
-    job.phases["extraction"].start()
-    job.phases["extraction"].fail("disk full")
-
-
-def _not_started(job: JobState) -> None:
-    pass
+# -- the templates: one job per state (benchmarks/stages.py) -------------------------------
 
 
 #: The jobs not due, in equal shares: four with a phase in a status with a deadline.
 FAR_KINDS: tuple[Callable[[JobState], None], ...] = (
-    _discovery_running,
-    _extraction_running,
-    _extraction_paused,
-    _loading_running,
-    _completed,
-    _failed,
-    _not_started,
+    stages.discovery_running,
+    stages.extraction_running,
+    stages.extraction_paused,
+    stages.loading_running,
+    stages.completed,
+    stages.failed,
+    stages.not_started,
 )
 
 
@@ -185,12 +145,12 @@ class Plan:
             for _ in range(group.rounds):
                 at = DUE_START + s * SLOT
                 plan.slots[group].append(
-                    Block(f"tpl-d{s}", f"d{s}-", group.due, at, _extraction_running)
+                    Block(f"tpl-d{s}", f"d{s}-", group.due, at, stages.extraction_running)
                 )
                 s += 1
         due = sum(g.due * g.rounds for g in plan.groups)
-        plan.pool = Block("tpl-b", "b-", due, FAR, _extraction_running)
-        plan.spare = Block("tpl-u", "u-", plan.undated, FAR, _extraction_running)
+        plan.pool = Block("tpl-b", "b-", due, FAR, stages.extraction_running)
+        plan.spare = Block("tpl-u", "u-", plan.undated, FAR, stages.extraction_running)
         rest = plan.jobs - 2 * due - plan.undated
         if rest < len(FAR_KINDS):
             raise ValueError(f"{phases:,} phases leave no room for the phases not due")
@@ -221,19 +181,12 @@ class _Clock:
 # -- plain SQL on the store's tables --------------------------------------------------------
 
 
-class Sql:
+class Sql(StoreTables):
     """The store's tables through the driver (sqlite3, or psycopg in autocommit)."""
 
     def __init__(self, db: Database) -> None:
+        super().__init__(db)
         self.sqlite = db.backend == "sqlite"
-        tables = build_tables(STORE_PREFIX, db.schema)
-        self.job_columns = [c.name for c in tables.jobs.columns]
-        self.phase_columns = [c.name for c in tables.phases.columns]
-        where = "" if db.schema is None else f'"{db.schema}".'
-        self.jobs = f"{where}{STORE_PREFIX}jobs"
-        self.phases = f"{where}{STORE_PREFIX}phases"
-        self.history = f"{where}{STORE_PREFIX}history"
-        self.events = f"{where}{STORE_PREFIX}events"
         self.index = f"ix_{STORE_PREFIX}phases_deadline"
         if self.sqlite:
             path = db.store_url.removeprefix("sqlite:///")

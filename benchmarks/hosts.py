@@ -21,12 +21,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from statemachine.plugins.sql import SQLStore
 
 from statemachine import AsyncTracker, MemoryStore, PhaseSet, Tracker
 
-from .databases import STORE_PREFIX, Database, pg_schema, sqlite_database
+from .databases import STORE_PREFIX, Database, pg_schema, pg_unusable, sqlite_database
 from .harness import Case, Figure, Settings, Target, batch, interleaved, median, spread
 from .hosts_drivers import AiosqliteCalls, driver_cases
 from .hosts_writer import WRITERS, Run, Task, writer
@@ -37,7 +36,6 @@ __all__ = ["host_figures"]
 
 SECTION = "8. Host applications"
 US = 1e6
-PG_ENV = "PHASEKIT_PG_URL"
 _ids = itertools.count()
 
 
@@ -427,19 +425,6 @@ def writer_figures(
 # -- the section -----------------------------------------------------------------------------
 
 
-def _pg_unusable(url: str | None) -> str | None:
-    """Why the PostgreSQL figures are skipped, or None when the server answers."""
-    if not url:
-        return f"skipped: ${PG_ENV} is not set"
-    try:
-        with psycopg.connect(url, connect_timeout=5) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"skipped: server unreachable: {why}"
-    return None
-
-
 def host_figures(settings: Settings, spec: PhaseSet, machine: dict[str, str]) -> list[Figure]:
     """Both figures on SQLite, and on PostgreSQL when its server answers."""
     figures: list[Figure] = []
@@ -447,7 +432,7 @@ def host_figures(settings: Settings, spec: PhaseSet, machine: dict[str, str]) ->
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="phasekit-bench-")))
         databases = [stack.enter_context(sqlite_database(folder))]
-        skipped = _pg_unusable(settings.pg_url)
+        skipped = pg_unusable(settings.pg_url)
         if skipped is None:
             assert settings.pg_url is not None
             machine["PostgreSQL server"] = pg_server_version(settings.pg_url)
