@@ -185,7 +185,12 @@ def test_tables_indexes_and_prefix_are_in_the_store_metadata(tmp_path: Path) -> 
     indexes = {i["name"] for i in inspect(store.engine).get_indexes("pk_jobs")}
     store.close()
     assert sorted(names) == sorted(store.metadata.tables)
-    assert indexes == {"ix_pk_jobs_updated", "ix_pk_jobs_status_updated", "ix_pk_jobs_spec_updated"}
+    assert indexes == {
+        "ix_pk_jobs_updated",
+        "ix_pk_jobs_status_updated",
+        "ix_pk_jobs_spec_updated",
+        "ix_pk_jobs_spec_status",
+    }
 
 
 def test_without_create_tables_missing_tables_are_a_persistence_error_saying_so(
