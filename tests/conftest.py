@@ -216,6 +216,17 @@ def pg_target(pg_schema: tuple[str, str]) -> StoreTarget:
     return StoreTarget("postgresql", url, {"schema": schema, "table_prefix": prefix})
 
 
+def target_for(request: pytest.FixtureRequest, tmp_path: Path) -> StoreTarget | None:
+    """The store place a ``memory``/``sqlite``/``postgresql`` parametrised fixture asks for:
+    None for memory, a SQLite file in ``tmp_path``, or a PostgreSQL prefix of its own."""
+    if request.param == "memory":
+        return None
+    if request.param == "sqlite":
+        return StoreTarget("sqlite", f"sqlite:///{tmp_path / 'jobs.db'}")
+    target: StoreTarget = request.getfixturevalue("pg_target")
+    return target
+
+
 @contextlib.contextmanager
 def row_locked(store: SQLStore, url: str, job_id: str) -> Iterator[None]:
     """Another PostgreSQL session holds the lock on ``job_id``'s row until the block ends."""

@@ -50,7 +50,7 @@ from statemachine import (
 )
 from statemachine.relay import Relay
 
-from .conftest import Recorder, StoreTarget
+from .conftest import Recorder, StoreTarget, target_for
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = REPO / "tests" / "deadline_worker.py"
@@ -167,13 +167,7 @@ class Place:
 
 @pytest.fixture(params=BACKENDS)
 def place(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Place]:
-    if request.param == "memory":
-        target = None
-    elif request.param == "sqlite":
-        target = StoreTarget("sqlite", f"sqlite:///{tmp_path / 'jobs.db'}")
-    else:
-        target = request.getfixturevalue("pg_target")
-    found = Place(request.param, target)
+    found = Place(request.param, target_for(request, tmp_path))
     try:
         yield found
     finally:

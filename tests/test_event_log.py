@@ -50,7 +50,7 @@ from statemachine import (
     hookimpl,
 )
 
-from .conftest import Recorder, StoreTarget
+from .conftest import Recorder, StoreTarget, target_for
 
 #: A store with an event log and a relay ledger: the memory store or the SQL store.
 LogStore: TypeAlias = MemoryStore | SQLStore
@@ -87,13 +87,7 @@ class Place:
 @pytest.fixture(params=BACKENDS)
 def place(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Place]:
     """A fresh, empty event log on each backend."""
-    if request.param == "memory":
-        target = None
-    elif request.param == "sqlite":
-        target = StoreTarget("sqlite", f"sqlite:///{tmp_path / 'jobs.db'}")
-    else:
-        target = request.getfixturevalue("pg_target")
-    where = Place(request.param, target)
+    where = Place(request.param, target_for(request, tmp_path))
     try:
         yield where
     finally:

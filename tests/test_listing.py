@@ -18,7 +18,7 @@ from statemachine import (
     load_spec,
 )
 
-from .conftest import StoreTarget
+from .conftest import target_for
 
 SPEC = load_spec("ingestion")
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -26,13 +26,10 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    if request.param == "memory":
+    target = target_for(request, tmp_path)
+    if target is None:
         yield MemoryStore()
         return
-    if request.param == "sqlite":
-        target = StoreTarget("sqlite", f"sqlite:///{tmp_path / 'jobs.db'}")
-    else:
-        target = request.getfixturevalue("pg_target")
     opened = target.open()
     try:
         yield opened
