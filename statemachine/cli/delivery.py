@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import signal
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 
 import click
 from rich.table import Table
@@ -28,7 +26,7 @@ from ..store import (
     Store,
 )
 from .app import cli
-from .output import console, echo_json, shorten, timestamp
+from .output import console, echo_json, shorten, stop_on_signal, timestamp
 from .stores import StoreSession, store_options
 
 __all__ = ["events", "parse_before", "relay"]
@@ -259,13 +257,7 @@ def relay(
 
 def _run_until_signalled(running: Relay) -> None:
     """Relay until SIGINT or SIGTERM; then deliver what is committed (drain) and stop."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with stop_on_signal() as stop:
         names = ", ".join(running.notifiers) or "no notifiers"
         click.echo(f"relaying to {names} (relay {running.owner}); Ctrl-C stops", err=True)
         running.start()
@@ -274,6 +266,3 @@ def _run_until_signalled(running: Relay) -> None:
         left = running.stop()
         if left:
             click.echo(f"stopped; {left} event(s) wait for the next relay", err=True)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
-from types import FrameType
 
 import click
 from rich.text import Text
@@ -15,7 +12,7 @@ from ..limits import parse_duration
 from ..store import MemoryStore, PhaseChanged
 from ..tracker import Tracker
 from .app import cli
-from .output import console, echo_json, shorten, timestamp
+from .output import console, echo_json, shorten, stop_on_signal, timestamp
 
 __all__ = ["sweep"]
 
@@ -88,13 +85,7 @@ def sweep(*, config_path: Path, every: str | None, as_json: bool) -> None:
 def _sweep_until_signalled(tracker: Tracker, interval: float, as_json: bool) -> None:
     """Sweep every ``interval`` seconds until SIGINT or SIGTERM; a failed sweep is reported
     and the next one runs on time (its claims expire, nothing is lost)."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with stop_on_signal() as stop:
         click.echo(f"sweeping every {interval:g}s; Ctrl-C stops", err=True)
         while not stop.wait(interval):
             try:
@@ -104,6 +95,3 @@ def _sweep_until_signalled(tracker: Tracker, interval: float, as_json: bool) -> 
                 continue
             if fired or as_json:
                 _report(fired, as_json)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
